@@ -1,0 +1,110 @@
+# SPDX-License-Identifier: MIT
+# One Makefile, one build/ tree. `make V=1` shows the commands.
+
+.DELETE_ON_ERROR:
+.SECONDARY:
+.DEFAULT_GOAL := all
+
+BUILD   ?= build
+CLANG   ?= clang
+CC      ?= gcc
+BPFTOOL ?= bpftool
+ARCH    := $(shell uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/')
+
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
+
+PKGS := libbpf jansson libmnl libcrypto
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+# clang -target bpf does not search the host's multiarch include dirs; add them
+# after its own, as libbpf-bootstrap does, so <asm/...> resolves.
+CLANG_BPF_SYS_INCLUDES := $(shell $(CLANG) -v -E - </dev/null 2>&1 \
+	| sed -n '/<...> search starts here:/,/End of search list./{ s| \(/.*\)|-idirafter \1|p }')
+
+BPF_CFLAGS := -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_$(ARCH) -Wall -Wextra -Werror \
+	-Wno-unused-parameter -Iinclude -Ibpf $(CLANG_BPF_SYS_INCLUDES)
+CFLAGS ?= -g -O2
+override CFLAGS += -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Werror -Iinclude -Iuserspace -I$(BUILD)/skel $(PKG_CFLAGS)
+LDLIBS := $(PKG_LIBS) -lelf -lz
+
+BPF_STEMS := sock_lb
+BPF_OBJS  := $(patsubst %,$(BUILD)/bpf/%.bpf.o,$(BPF_STEMS))
+SKELS     := $(patsubst %,$(BUILD)/skel/%.skel.h,$(BPF_STEMS))
+
+LIB_SRCS := $(wildcard userspace/lib/*.c)
+LIB_OBJS := $(patsubst userspace/%.c,$(BUILD)/obj/%.o,$(LIB_SRCS))
+LIBSLUICE := $(BUILD)/libsluice.a
+
+CTL_SRCS := $(wildcard userspace/sluicectl/*.c)
+CTL_OBJS := $(patsubst userspace/%.c,$(BUILD)/obj/%.o,$(CTL_SRCS))
+AGENT_SRCS := $(wildcard userspace/sluiced/*.c)
+AGENT_OBJS := $(patsubst userspace/%.c,$(BUILD)/obj/%.o,$(AGENT_SRCS))
+
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(UNIT_SRCS))
+
+BINS := $(BUILD)/sluicectl $(BUILD)/sluiced
+
+.PHONY: all clean deps test test-unit test-e2e demo bench
+all: $(BPF_OBJS) $(SKELS) $(BINS)
+
+deps:
+	$(Q)scripts/install-deps.sh
+
+$(BUILD)/bpf/%.bpf.o: bpf/%.bpf.c $(wildcard bpf/lib/*.h) $(wildcard include/sluice/*.h)
+	@mkdir -p $(@D)
+	@[ "$(V)" = 1 ] || echo "  BPF     $@"
+	$(Q)$(CLANG) $(BPF_CFLAGS) -c $< -o $@.tmp.o
+	$(Q)$(BPFTOOL) gen object $@ $@.tmp.o
+	$(Q)rm -f $@.tmp.o
+
+$(BUILD)/skel/%.skel.h: $(BUILD)/bpf/%.bpf.o
+	@mkdir -p $(@D)
+	@[ "$(V)" = 1 ] || echo "  SKEL    $@"
+	$(Q)$(BPFTOOL) gen skeleton $< name $*_bpf > $@
+
+$(BUILD)/obj/%.o: userspace/%.c $(wildcard userspace/*/*.h) $(wildcard include/sluice/*.h) $(SKELS)
+	@mkdir -p $(@D)
+	@[ "$(V)" = 1 ] || echo "  CC      $@"
+	$(Q)$(CC) $(CFLAGS) -c $< -o $@
+
+$(LIBSLUICE): $(LIB_OBJS)
+	$(Q)rm -f $@
+	$(Q)$(AR) rcs $@ $^
+
+$(BUILD)/sluicectl: $(CTL_OBJS) $(LIBSLUICE)
+	@[ "$(V)" = 1 ] || echo "  LD      $@"
+	$(Q)$(CC) $(CFLAGS) $^ $(LDLIBS) -o $@
+
+$(BUILD)/sluiced: $(AGENT_OBJS) $(LIBSLUICE)
+	@[ "$(V)" = 1 ] || echo "  LD      $@"
+	$(Q)$(CC) $(CFLAGS) $^ $(LDLIBS) -o $@
+
+$(BUILD)/tests/unit/%: tests/unit/%.c $(LIBSLUICE) $(wildcard userspace/lib/*.h)
+	@mkdir -p $(@D)
+	@[ "$(V)" = 1 ] || echo "  CC      $@"
+	$(Q)$(CC) $(CFLAGS) $< $(LIBSLUICE) $(LDLIBS) -lcmocka -o $@
+
+# The whole suite: unit tests, then the end-to-end tests (root, namespaces).
+test: deps all $(UNIT_BINS)
+	$(Q)scripts/run-tests.sh $(BUILD)
+
+test-unit: all $(UNIT_BINS)
+	$(Q)SL_ONLY=unit scripts/run-tests.sh $(BUILD)
+
+test-e2e: all
+	$(Q)SL_ONLY=e2e scripts/run-tests.sh $(BUILD)
+
+demo: deps all
+	$(Q)scripts/demo.sh $(BUILD)
+
+bench: deps all
+	$(Q)scripts/bench.sh $(BUILD)
+
+clean:
+	$(Q)rm -rf $(BUILD)

@@ -1,0 +1,111 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Every map of the datapath, defined once. All are pinned by name under the
+ * pin root, so sluicectl, the agent and bpftool see the same objects and a
+ * reload reuses them.
+ *
+ * Atomicity per service: a service's backend set lives in one inner array of
+ * sl_svc_slots (slot 0 = count, slots 1..n = backend ids). The reconciler
+ * fills a brand-new inner map and then replaces the outer entry in one
+ * update; a program that looked up the old inner map keeps reading it whole
+ * (the kernel frees it only after an RCU grace period), so a connect racing
+ * an apply sees the old or the new set, never a mix. Backend records that a
+ * new table names are written before the swap and removed ones deleted after
+ * it, so every id in a live table resolves.
+ */
+#ifndef SL_BPF_MAPS_H
+#define SL_BPF_MAPS_H
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+
+#include "sluice/service.h"
+#include "sluice/backend.h"
+#include "sluice/revnat.h"
+#include "sluice/stats.h"
+#include "sluice/generation.h"
+
+/* VIP:port/proto -> service settings; written by the reconciler. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, SL_MAX_SERVICES);
+	__type(key, struct sl_svc_key);
+	__type(value, struct sl_service);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sl_services SEC(".maps");
+
+/* backend id -> address, port, weight, health; written by the reconciler and health checker. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, SL_MAX_BACKENDS);
+	__type(key, __u32);
+	__type(value, struct sl_backend);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sl_backends SEC(".maps");
+
+/* Shape of one selection table; BPF_F_INNER_MAP lets each table have its own size. */
+struct sl_slots_inner {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__uint(map_flags, BPF_F_INNER_MAP);
+	__type(key, __u32);
+	__type(value, __u32);
+};
+
+/* service id -> selection table (see the top of this file); swapped by the reconciler. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH_OF_MAPS);
+	__uint(max_entries, SL_MAX_SERVICES);
+	__type(key, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+	__array(values, struct sl_slots_inner);
+} sl_svc_slots SEC(".maps");
+
+/* service id -> round-robin position; advanced atomically by the socket programs. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, SL_MAX_SERVICES);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sl_rr SEC(".maps");
+
+/* (socket cookie, backend) -> VIP the application asked for; written at connect/sendmsg. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, SL_REVNAT_MAX);
+	__type(key, struct sl_revnat_key);
+	__type(value, struct sl_revnat);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sl_revnat SEC(".maps");
+
+/* service id -> per-CPU selection counters; written by the socket programs. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, SL_MAX_SERVICES);
+	__type(key, __u32);
+	__type(value, struct sl_svc_stats);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sl_svc_stats SEC(".maps");
+
+/* backend id -> per-CPU connection counters; written by the socket programs. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, SL_MAX_BACKENDS);
+	__type(key, __u32);
+	__type(value, struct sl_be_stats);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sl_be_stats SEC(".maps");
+
+/* Which registry document is live; one entry written by the reconciler after each apply. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct sl_generation);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sl_generation SEC(".maps");
+
+#endif

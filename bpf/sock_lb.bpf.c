@@ -1,0 +1,246 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * Socket load balancing on the cgroup v2 sock_addr hooks: a connect() or
+ * sendmsg() to a VIP is rewritten to a backend once, and recvmsg() and
+ * getpeername() show the VIP again, so the application never sees the swap.
+ */
+#include <linux/bpf.h>
+#include <linux/in.h>
+#include <linux/errno.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#include "lib/maps.h"
+#include "lib/select.h"
+
+/* The sock_addr return convention: 1 lets the call proceed, 0 refuses it. */
+#define SK_PASS 1
+#define SK_REFUSE 0
+
+/* One view of the address a sock_addr hook works on, for either family. */
+struct sock_target {
+	struct sl_addr addr;
+	__be16 port;
+	__u8 family;
+	/* IPv6 socket talking to ::ffff:a.b.c.d: handled as IPv4, written back mapped */
+	__u8 v4_mapped;
+};
+
+static __always_inline int is_v4_mapped(const __u32 *w)
+{
+	return w[0] == 0 && w[1] == 0 && w[2] == bpf_htonl(0x0000ffff);
+}
+
+static __always_inline void read_target4(struct bpf_sock_addr *ctx, struct sock_target *t)
+{
+	t->addr.words[0] = ctx->user_ip4;
+	t->port = (__be16)ctx->user_port;
+	t->family = SL_FAMILY_IPV4;
+}
+
+static __always_inline void read_target6(struct bpf_sock_addr *ctx, struct sock_target *t)
+{
+	__u32 w[4];
+
+	/* The context allows 4-byte reads of user_ip6 one word at a time. */
+	w[0] = ctx->user_ip6[0];
+	w[1] = ctx->user_ip6[1];
+	w[2] = ctx->user_ip6[2];
+	w[3] = ctx->user_ip6[3];
+	t->port = (__be16)ctx->user_port;
+	if (is_v4_mapped(w)) {
+		t->addr.words[0] = w[3];
+		t->family = SL_FAMILY_IPV4;
+		t->v4_mapped = 1;
+		return;
+	}
+	t->addr.words[0] = w[0];
+	t->addr.words[1] = w[1];
+	t->addr.words[2] = w[2];
+	t->addr.words[3] = w[3];
+	t->family = SL_FAMILY_IPV6;
+}
+
+/*
+ * v6 is a constant at every call site, so clang drops the other family's
+ * branch: the verifier refuses user_ip6 in IPv4 hooks and user_ip4 in IPv6 ones.
+ */
+static __always_inline void write_target(struct bpf_sock_addr *ctx, const struct sock_target *t,
+					 const struct sl_addr *addr, __be16 port, const int v6)
+{
+	if (!v6) {
+		ctx->user_ip4 = addr->words[0];
+	} else if (t->v4_mapped) {
+		ctx->user_ip6[0] = 0;
+		ctx->user_ip6[1] = 0;
+		ctx->user_ip6[2] = bpf_htonl(0x0000ffff);
+		ctx->user_ip6[3] = addr->words[0];
+	} else {
+		ctx->user_ip6[0] = addr->words[0];
+		ctx->user_ip6[1] = addr->words[1];
+		ctx->user_ip6[2] = addr->words[2];
+		ctx->user_ip6[3] = addr->words[3];
+	}
+	ctx->user_port = port;
+}
+
+/*
+ * The maglev key. At connect() an unbound socket has no source port yet, so
+ * the key is the source address and port the application bound, when it
+ * bound any, else the client's network namespace: one pod, one key.
+ */
+static __always_inline __u64 client_identity(struct bpf_sock_addr *ctx)
+{
+	struct bpf_sock *sk = ctx->sk;
+	__u64 h = 0;
+
+	if (sk) {
+		if (sk->family == 2 /* AF_INET */)
+			h = sk->src_ip4;
+		else
+			h = (__u64)sk->src_ip6[0] ^ sk->src_ip6[1] ^ sk->src_ip6[2] ^
+			    ((__u64)sk->src_ip6[3] << 32);
+		if (h || sk->src_port)
+			return mix64(h ^ ((__u64)sk->src_port << 48) ^ 0x5f3759df);
+	}
+	return mix64(bpf_get_netns_cookie(ctx));
+}
+
+static __always_inline void remember_vip(struct bpf_sock_addr *ctx, const struct sock_target *vip,
+					 const struct sl_backend *be)
+{
+	struct sl_revnat_key key = {};
+	struct sl_revnat val = {};
+
+	key.cookie = bpf_get_socket_cookie(ctx);
+	key.backend = be->addr;
+	key.port = be->port;
+	key.family = be->family;
+	val.vip = vip->addr;
+	val.port = vip->port;
+	val.family = vip->family;
+	bpf_map_update_elem(&sl_revnat, &key, &val, BPF_ANY);
+}
+
+static __always_inline int balance(struct bpf_sock_addr *ctx, struct sock_target *t, const int v6)
+{
+	struct sl_svc_key key = {};
+	struct sl_service *svc;
+	struct sl_backend *be;
+	__u64 client = 0;
+	__u32 id;
+
+	key.vip = t->addr;
+	key.port = t->port;
+	key.proto = ctx->protocol;
+	key.family = t->family;
+	svc = bpf_map_lookup_elem(&sl_services, &key);
+	if (!svc)
+		return SK_PASS;
+
+	if (svc->algorithm == SL_ALG_MAGLEV)
+		client = client_identity(ctx);
+	id = select_backend(svc, client);
+	be = id ? bpf_map_lookup_elem(&sl_backends, &id) : NULL;
+	/* A backend of the other family cannot be reached from this socket. */
+	if (!be || be->family != t->family) {
+		count_refused(svc->id, SL_REASON_NO_BACKEND);
+		bpf_set_retval(-ECONNREFUSED);
+		return SK_REFUSE;
+	}
+
+	write_target(ctx, t, &be->addr, be->port, v6);
+	remember_vip(ctx, t, be);
+	count_selected(svc->id, id);
+	return SK_PASS;
+}
+
+/* recvmsg/getpeername: put the VIP back where the application expects it. */
+static __always_inline int restore_vip(struct bpf_sock_addr *ctx, struct sock_target *t, const int v6)
+{
+	struct sl_revnat_key key = {};
+	struct sl_revnat *vip;
+
+	key.cookie = bpf_get_socket_cookie(ctx);
+	key.backend = t->addr;
+	key.port = t->port;
+	key.family = t->family;
+	vip = bpf_map_lookup_elem(&sl_revnat, &key);
+	if (vip)
+		write_target(ctx, t, &vip->vip, vip->port, v6);
+	return SK_PASS;
+}
+
+SEC("cgroup/connect4")
+int sl_connect4(struct bpf_sock_addr *ctx)
+{
+	struct sock_target t = {};
+
+	read_target4(ctx, &t);
+	return balance(ctx, &t, 0);
+}
+
+SEC("cgroup/connect6")
+int sl_connect6(struct bpf_sock_addr *ctx)
+{
+	struct sock_target t = {};
+
+	read_target6(ctx, &t);
+	return balance(ctx, &t, 1);
+}
+
+SEC("cgroup/sendmsg4")
+int sl_sendmsg4(struct bpf_sock_addr *ctx)
+{
+	struct sock_target t = {};
+
+	read_target4(ctx, &t);
+	return balance(ctx, &t, 0);
+}
+
+SEC("cgroup/sendmsg6")
+int sl_sendmsg6(struct bpf_sock_addr *ctx)
+{
+	struct sock_target t = {};
+
+	read_target6(ctx, &t);
+	return balance(ctx, &t, 1);
+}
+
+SEC("cgroup/recvmsg4")
+int sl_recvmsg4(struct bpf_sock_addr *ctx)
+{
+	struct sock_target t = {};
+
+	read_target4(ctx, &t);
+	return restore_vip(ctx, &t, 0);
+}
+
+SEC("cgroup/recvmsg6")
+int sl_recvmsg6(struct bpf_sock_addr *ctx)
+{
+	struct sock_target t = {};
+
+	read_target6(ctx, &t);
+	return restore_vip(ctx, &t, 1);
+}
+
+SEC("cgroup/getpeername4")
+int sl_getpeername4(struct bpf_sock_addr *ctx)
+{
+	struct sock_target t = {};
+
+	read_target4(ctx, &t);
+	return restore_vip(ctx, &t, 0);
+}
+
+SEC("cgroup/getpeername6")
+int sl_getpeername6(struct bpf_sock_addr *ctx)
+{
+	struct sock_target t = {};
+
+	read_target6(ctx, &t);
+	return restore_vip(ctx, &t, 1);
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -1,0 +1,28 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* Backends: one record per (service, address, port), keyed by a stable id. */
+#ifndef SLUICE_BACKEND_H
+#define SLUICE_BACKEND_H
+
+#include "types.h"
+
+/* Ids run from 1; 0 never names a backend, so an empty slot reads as "none". */
+#define SL_MAX_BACKENDS 131072
+
+enum sl_backend_health {
+	SL_HEALTH_UNKNOWN = 0, /* not checked (no health_check block): usable */
+	SL_HEALTH_UP = 1,
+	SL_HEALTH_DOWN = 2,
+};
+
+/* Value of sl_backends, key __u32 backend id. */
+struct sl_backend {
+	struct sl_addr addr;
+	__u32 svc_id;
+	__u32 weight;
+	__be16 port;
+	__u8 family; /* SL_FAMILY_IPV4 or SL_FAMILY_IPV6 */
+	__u8 health; /* enum sl_backend_health, written by the agent */
+};
+_Static_assert(sizeof(struct sl_backend) == 28, "ABI: sl_backend");
+
+#endif

@@ -1,0 +1,466 @@
+// SPDX-License-Identifier: MIT
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <limits.h>
+#include <mntent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <unistd.h>
+#include <linux/magic.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include "log.h"
+#include "loader.h"
+#include "maps.h"
+#include "sock_lb.skel.h"
+
+#define BPFFS_MOUNT "/sys/fs/bpf"
+
+int sl_cgroup2_root(char *buf, size_t size)
+{
+	struct mntent *ent;
+	FILE *f = setmntent("/proc/mounts", "r");
+	int err = -ENOENT;
+
+	if (!f)
+		return -errno;
+	while ((ent = getmntent(f))) {
+		if (!strcmp(ent->mnt_type, "cgroup2")) {
+			snprintf(buf, size, "%s", ent->mnt_dir);
+			err = 0;
+			break;
+		}
+	}
+	endmntent(f);
+	return err;
+}
+
+static int is_fs(const char *path, long magic)
+{
+	struct statfs st;
+
+	return !statfs(path, &st) && st.f_type == magic;
+}
+
+/* The pin root must sit on bpffs; mount it at /sys/fs/bpf if that is where it belongs. */
+static int ensure_bpffs(const char *pin_root)
+{
+	char parent[PATH_MAX];
+	char *slash;
+
+	snprintf(parent, sizeof(parent), "%s", pin_root);
+	slash = strrchr(parent, '/');
+	if (slash && slash != parent)
+		*slash = '\0';
+	if (is_fs(parent, BPF_FS_MAGIC))
+		return 0;
+	if (!strncmp(pin_root, BPFFS_MOUNT "/", strlen(BPFFS_MOUNT) + 1)) {
+		if (!mount("bpf", BPFFS_MOUNT, "bpf", 0, "mode=0700") && is_fs(parent, BPF_FS_MAGIC))
+			return 0;
+		log_err("bpffs is not mounted at %s and mounting it failed: %s (try 'mount -t bpf bpf %s')",
+			BPFFS_MOUNT, strerror(errno), BPFFS_MOUNT);
+		return -ENODEV;
+	}
+	log_err("%s is not on a bpffs mount: pinning needs bpffs (mount -t bpf bpf DIR)", parent);
+	return -ENODEV;
+}
+
+static int resolve_cgroup(const char *requested, char *path, size_t size)
+{
+	if (!requested) {
+		if (sl_cgroup2_root(path, size)) {
+			log_err("cgroup v2 is not mounted (no cgroup2 entry in /proc/mounts); mount it or pass --cgroup");
+			return -ENOENT;
+		}
+		return 0;
+	}
+	snprintf(path, size, "%s", requested);
+	if (access(path, F_OK)) {
+		log_err("cgroup %s: %s", path, strerror(errno));
+		return -ENOENT;
+	}
+	if (!is_fs(path, CGROUP2_SUPER_MAGIC)) {
+		log_err("%s is not a cgroup v2 directory (sluice attaches to cgroup v2 only)", path);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int make_dir(const char *path)
+{
+	if (mkdir(path, 0700) && errno != EEXIST) {
+		int err = -errno;
+
+		log_err("cannot create %s: %s", path, strerror(-err));
+		return err;
+	}
+	return 0;
+}
+
+static __u64 cgroup_id_of(const char *path)
+{
+	struct stat st;
+
+	/* On cgroup v2 a directory's inode number is its cgroup id. */
+	return stat(path, &st) ? 0 : st.st_ino;
+}
+
+static int link_cgroup_id(int link_fd, __u64 *cgroup_id, __u32 *link_id, __u32 *prog_id)
+{
+	struct bpf_link_info info;
+	__u32 len = sizeof(info);
+
+	memset(&info, 0, sizeof(info));
+	if (bpf_obj_get_info_by_fd(link_fd, &info, &len))
+		return -errno;
+	*cgroup_id = info.type == BPF_LINK_TYPE_CGROUP ? info.cgroup.cgroup_id : 0;
+	if (link_id)
+		*link_id = info.id;
+	if (prog_id)
+		*prog_id = info.prog_id;
+	return 0;
+}
+
+/*
+ * Attaches prog to the cgroup through a pinned link. An existing pin on the
+ * same cgroup gets the new program swapped in (an upgrade without a gap);
+ * one on another cgroup is an error.
+ */
+static int attach_prog(struct bpf_program *prog, const char *cgroup, int cg_fd,
+		       const char *link_path)
+{
+	const char *name = bpf_program__name(prog);
+	struct bpf_link *link;
+	__u64 pinned_cg = 0;
+	int err;
+
+	link = access(link_path, F_OK) ? NULL : bpf_link__open(link_path);
+	if (link) {
+		err = link_cgroup_id(bpf_link__fd(link), &pinned_cg, NULL, NULL);
+		if (!err && pinned_cg != cgroup_id_of(cgroup)) {
+			log_err("%s is already attached to another cgroup (id %llu), not %s; run 'sluicectl unload' first",
+				name, (unsigned long long)pinned_cg, cgroup);
+			err = -EEXIST;
+		} else if (!err) {
+			err = bpf_link__update_program(link, prog);
+			if (err)
+				log_err("cannot replace the program of link %s: %s", link_path,
+					strerror(-err));
+		}
+		bpf_link__disconnect(link);
+		bpf_link__destroy(link);
+		return err;
+	}
+
+	link = bpf_program__attach_cgroup(prog, cg_fd);
+	if (!link) {
+		err = -errno;
+		log_err("cannot attach %s to cgroup %s: %s", name, cgroup, strerror(-err));
+		return err;
+	}
+	err = bpf_link__pin(link, link_path);
+	if (err)
+		log_err("cannot pin link %s: %s", link_path, strerror(-err));
+	bpf_link__disconnect(link);
+	bpf_link__destroy(link);
+	return err;
+}
+
+static int pin_prog(struct bpf_program *prog, const char *path)
+{
+	int err;
+
+	/* A program pin is only a reference: the fresh program replaces an old one. */
+	if (unlink(path) && errno != ENOENT) {
+		err = -errno;
+		log_err("cannot replace %s: %s", path, strerror(-err));
+		return err;
+	}
+	err = bpf_program__pin(prog, path);
+	if (err)
+		log_err("cannot pin program at %s: %s", path, strerror(-err));
+	return err;
+}
+
+static int obj_path(char *buf, size_t size, const char *pin_root, const char *dir, const char *name)
+{
+	int n = snprintf(buf, size, "%s/%s/%s", pin_root, dir, name);
+
+	if (n < 0 || (size_t)n >= size) {
+		log_err("path %s/%s/%s is too long", pin_root, dir, name);
+		return -ENAMETOOLONG;
+	}
+	return 0;
+}
+
+int sl_load(const struct sl_load_opts *o)
+{
+	LIBBPF_OPTS(bpf_object_open_opts, open_opts, .pin_root_path = o->pin_root);
+	char cgroup[PATH_MAX], path[PATH_MAX];
+	struct sock_lb_bpf *skel = NULL;
+	struct bpf_program *prog;
+	int cg_fd = -1, lock_fd = -1, err;
+
+	if (geteuid() != 0) {
+		log_err("must run as root: loading and attaching BPF programs needs CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN");
+		return -EPERM;
+	}
+	err = ensure_bpffs(o->pin_root);
+	if (err)
+		return err;
+	err = resolve_cgroup(o->cgroup, cgroup, sizeof(cgroup));
+	if (err)
+		return err;
+	snprintf(path, sizeof(path), "%s/links", o->pin_root);
+	if ((err = make_dir(o->pin_root)) || (err = make_dir(path)))
+		return err;
+	snprintf(path, sizeof(path), "%s/progs", o->pin_root);
+	if ((err = make_dir(path)))
+		return err;
+	lock_fd = sl_lock_pin_root(o->pin_root);
+	if (lock_fd < 0)
+		return lock_fd;
+
+	cg_fd = open(cgroup, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (cg_fd < 0) {
+		err = -errno;
+		log_err("cannot open cgroup %s: %s", cgroup, strerror(-err));
+		goto out;
+	}
+	skel = sock_lb_bpf__open_opts(&open_opts);
+	if (!skel) {
+		err = -errno;
+		log_err("cannot open the sock_lb BPF object: %s", strerror(-err));
+		goto out;
+	}
+	err = sock_lb_bpf__load(skel);
+	if (err) {
+		log_err("cannot load the sock_lb BPF programs: %s (a map pinned under %s with another layout, from another sluice version, also fails: 'sluicectl unload' first; -d shows libbpf's log)",
+			strerror(-err), o->pin_root);
+		goto out;
+	}
+	bpf_object__for_each_program(prog, skel->obj) {
+		const char *name = bpf_program__name(prog);
+
+		err = obj_path(path, sizeof(path), o->pin_root, "progs", name);
+		if (!err)
+			err = pin_prog(prog, path);
+		if (!err)
+			err = obj_path(path, sizeof(path), o->pin_root, "links", name);
+		if (!err)
+			err = attach_prog(prog, cgroup, cg_fd, path);
+		if (err)
+			goto out;
+	}
+	log_info("loaded: %d programs attached to %s, maps pinned under %s",
+		 skel->skeleton->prog_cnt, cgroup, o->pin_root);
+out:
+	sock_lb_bpf__destroy(skel);
+	if (cg_fd >= 0)
+		close(cg_fd);
+	close(lock_fd);
+	return err;
+}
+
+static int remove_pin(const char *path, int *removed)
+{
+	if (unlink(path)) {
+		if (errno == ENOENT)
+			return 0;
+		log_err("cannot remove %s: %s", path, strerror(errno));
+		return -errno;
+	}
+	(*removed)++;
+	return 0;
+}
+
+static int remove_dir(const char *path)
+{
+	if (rmdir(path) && errno != ENOENT) {
+		if (errno == ENOTEMPTY)
+			log_warn("%s still holds objects sluice did not create; left in place", path);
+		else
+			log_err("cannot remove %s: %s", path, strerror(errno));
+		return errno == ENOTEMPTY ? 0 : -errno;
+	}
+	return 0;
+}
+
+int sl_unload(const char *pin_root)
+{
+	struct sock_lb_bpf *skel;
+	struct bpf_program *prog;
+	struct bpf_map *map;
+	char path[PATH_MAX];
+	int lock_fd, err = 0, removed = 0;
+
+	if (geteuid() != 0) {
+		log_err("must run as root to remove pinned BPF objects");
+		return -EPERM;
+	}
+	if (access(pin_root, F_OK)) {
+		log_info("nothing to unload: %s does not exist", pin_root);
+		return 0;
+	}
+	lock_fd = sl_lock_pin_root(pin_root);
+	if (lock_fd < 0)
+		return lock_fd;
+	/* Opened, never loaded: the object only names what load created. */
+	skel = sock_lb_bpf__open();
+	if (!skel) {
+		err = -errno;
+		log_err("cannot open the sock_lb BPF object: %s", strerror(-err));
+		goto out;
+	}
+	/* Links first: unpinning the last reference detaches the program. */
+	bpf_object__for_each_program(prog, skel->obj) {
+		if (!err)
+			err = obj_path(path, sizeof(path), pin_root, "links", bpf_program__name(prog));
+		if (!err)
+			err = remove_pin(path, &removed);
+	}
+	bpf_object__for_each_program(prog, skel->obj) {
+		if (!err)
+			err = obj_path(path, sizeof(path), pin_root, "progs", bpf_program__name(prog));
+		if (!err)
+			err = remove_pin(path, &removed);
+	}
+	bpf_object__for_each_map(map, skel->obj) {
+		if (!bpf_map__pin_path(map))
+			continue; /* internal maps (.rodata...) are never pinned */
+		if (!err && sl_pin_path(path, sizeof(path), pin_root, bpf_map__name(map)))
+			err = -ENAMETOOLONG;
+		if (!err)
+			err = remove_pin(path, &removed);
+	}
+	if (err)
+		goto out;
+	snprintf(path, sizeof(path), "%s/links", pin_root);
+	err = remove_dir(path);
+	snprintf(path, sizeof(path), "%s/progs", pin_root);
+	err = err ? err : remove_dir(path);
+	err = err ? err : remove_dir(pin_root);
+	if (!err)
+		log_info("unloaded: removed %d pinned objects under %s", removed, pin_root);
+out:
+	sock_lb_bpf__destroy(skel);
+	close(lock_fd);
+	return err;
+}
+
+static __u64 find_cgroup_id;
+static char *found_cgroup;
+static size_t found_cgroup_size;
+
+static int match_cgroup(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)ftw;
+	if (flag == FTW_D && st->st_ino == find_cgroup_id) {
+		snprintf(found_cgroup, found_cgroup_size, "%s", path);
+		return 1;
+	}
+	return 0;
+}
+
+/* Finds the path of a cgroup v2 directory by id (its inode number). */
+static void cgroup_path_of(__u64 id, char *buf, size_t size)
+{
+	char root[PATH_MAX];
+
+	buf[0] = '\0';
+	if (!id || sl_cgroup2_root(root, sizeof(root)))
+		return;
+	find_cgroup_id = id;
+	found_cgroup = buf;
+	found_cgroup_size = size;
+	nftw(root, match_cgroup, 32, FTW_PHYS | FTW_MOUNT);
+}
+
+static void read_prog_status(const char *pin_root, const char *name, struct sl_prog_status *p)
+{
+	struct bpf_prog_info info;
+	__u32 len = sizeof(info);
+	char path[PATH_MAX];
+	int fd;
+
+	memset(p, 0, sizeof(*p));
+	snprintf(p->name, sizeof(p->name), "%s", name);
+	if (!obj_path(path, sizeof(path), pin_root, "links", name) && (fd = bpf_obj_get(path)) >= 0) {
+		struct bpf_link_info li;
+		__u32 llen = sizeof(li);
+
+		memset(&li, 0, sizeof(li));
+		if (!bpf_obj_get_info_by_fd(fd, &li, &llen) && li.type == BPF_LINK_TYPE_CGROUP) {
+			p->link_id = li.id;
+			p->prog_id = li.prog_id;
+			p->cgroup_id = li.cgroup.cgroup_id;
+			p->attach_type = li.cgroup.attach_type;
+		}
+		close(fd);
+	}
+	if (!obj_path(path, sizeof(path), pin_root, "progs", name) && (fd = bpf_obj_get(path)) >= 0) {
+		memset(&info, 0, sizeof(info));
+		if (!bpf_obj_get_info_by_fd(fd, &info, &len)) {
+			if (!p->prog_id)
+				p->prog_id = info.id;
+			p->run_cnt = info.run_cnt;
+			p->run_time_ns = info.run_time_ns;
+		}
+		close(fd);
+	}
+	cgroup_path_of(p->cgroup_id, p->cgroup, sizeof(p->cgroup));
+}
+
+static void read_map_status(const char *pin_root, const char *name, struct sl_map_status *m)
+{
+	struct bpf_map_info info;
+	__u32 len = sizeof(info);
+	char path[PATH_MAX];
+	int fd;
+
+	memset(m, 0, sizeof(*m));
+	snprintf(m->name, sizeof(m->name), "%s", name);
+	if (sl_pin_path(path, sizeof(path), pin_root, name) || (fd = bpf_obj_get(path)) < 0)
+		return;
+	memset(&info, 0, sizeof(info));
+	if (!bpf_obj_get_info_by_fd(fd, &info, &len)) {
+		m->map_id = info.id;
+		m->type = info.type;
+		m->max_entries = info.max_entries;
+	}
+	close(fd);
+}
+
+int sl_status_read(const char *pin_root, struct sl_status *st)
+{
+	struct sock_lb_bpf *skel;
+	struct bpf_program *prog;
+	int attached = 0;
+
+	memset(st, 0, sizeof(*st));
+	skel = sock_lb_bpf__open();
+	if (!skel)
+		return -errno;
+	bpf_object__for_each_program(prog, skel->obj) {
+		struct sl_prog_status *p = &st->progs[st->prog_count];
+
+		if (st->prog_count == SL_STATUS_MAX_OBJS)
+			break;
+		read_prog_status(pin_root, bpf_program__name(prog), p);
+		attached += p->link_id != 0;
+		st->prog_count++;
+	}
+	sock_lb_bpf__destroy(skel);
+	for (size_t i = 0; i < sl_map_count && st->map_count < SL_STATUS_MAX_OBJS; i++)
+		read_map_status(pin_root, sl_map_names[i], &st->maps[st->map_count++]);
+	st->loaded = attached == (int)st->prog_count && st->prog_count > 0;
+	for (size_t i = 0; i < st->map_count; i++)
+		st->loaded &= st->maps[i].map_id != 0;
+	return 0;
+}

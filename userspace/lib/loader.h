@@ -1,0 +1,55 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Loading, pinning and attaching the datapath, and reading back what is
+ * loaded. sluicectl load/unload/status and the agent's start-up share it.
+ */
+#ifndef SL_LOADER_H
+#define SL_LOADER_H
+
+#include <stddef.h>
+#include <linux/types.h>
+
+struct sl_load_opts {
+	const char *pin_root;
+	const char *cgroup; /* NULL: the root of the cgroup v2 hierarchy */
+};
+
+/* Finds the cgroup v2 mount point in /proc/mounts. Returns 0 or -ENOENT. */
+int sl_cgroup2_root(char *buf, size_t size);
+
+/* Loads (or upgrades in place) and attaches everything; logs the cause of a failure. */
+int sl_load(const struct sl_load_opts *o);
+/* Detaches and removes what sl_load created under pin_root, and nothing else. */
+int sl_unload(const char *pin_root);
+
+#define SL_STATUS_MAX_OBJS 32
+
+struct sl_prog_status {
+	char name[16];
+	__u32 prog_id;	  /* 0: not pinned */
+	__u32 link_id;	  /* 0: not attached */
+	__u32 attach_type; /* enum bpf_attach_type */
+	__u64 cgroup_id;
+	char cgroup[4096]; /* path, "" if unknown */
+	__u64 run_cnt;
+	__u64 run_time_ns;
+};
+
+struct sl_map_status {
+	char name[16];
+	__u32 map_id; /* 0: not pinned */
+	__u32 type;   /* enum bpf_map_type */
+	__u32 max_entries;
+};
+
+struct sl_status {
+	int loaded; /* every program attached and every map pinned */
+	struct sl_prog_status progs[SL_STATUS_MAX_OBJS];
+	size_t prog_count;
+	struct sl_map_status maps[SL_STATUS_MAX_OBJS];
+	size_t map_count;
+};
+
+int sl_status_read(const char *pin_root, struct sl_status *st);
+
+#endif

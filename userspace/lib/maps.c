@@ -1,0 +1,185 @@
+// SPDX-License-Identifier: MIT
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include "log.h"
+#include "maps.h"
+
+const char *const sl_map_names[] = {
+	"sl_services", "sl_backends", "sl_svc_slots", "sl_rr",
+	"sl_revnat",   "sl_svc_stats", "sl_be_stats", "sl_generation",
+};
+const size_t sl_map_count = sizeof(sl_map_names) / sizeof(sl_map_names[0]);
+_Static_assert(sizeof(sl_map_names) / sizeof(sl_map_names[0]) == sizeof(struct sl_maps) / sizeof(int),
+	       "sl_map_names matches struct sl_maps");
+
+static const char *const reason_names[SL_REASON_COUNT] = {
+	[SL_REASON_NO_BACKEND] = "no_backend",
+	[SL_REASON_NONE_USABLE] = "none_usable",
+	[SL_REASON_BREAKER_OPEN] = "breaker_open",
+	[SL_REASON_MAX_CONNECTIONS] = "max_connections",
+	[SL_REASON_RATE_SERVICE] = "rate_limited_service",
+	[SL_REASON_RATE_CLIENT] = "rate_limited_client",
+};
+
+const char *sl_reason_name(unsigned int reason)
+{
+	if (reason >= SL_REASON_COUNT || !reason_names[reason])
+		return NULL;
+	return reason_names[reason];
+}
+
+const char *sl_health_name(__u8 health)
+{
+	switch (health) {
+	case SL_HEALTH_UP:
+		return "up";
+	case SL_HEALTH_DOWN:
+		return "down";
+	default:
+		return "unknown";
+	}
+}
+
+int sl_pin_path(char *buf, size_t size, const char *pin_root, const char *name)
+{
+	int n = snprintf(buf, size, "%s/%s", pin_root, name);
+
+	if (n < 0 || (size_t)n >= size)
+		return -ENAMETOOLONG;
+	return 0;
+}
+
+int sl_maps_open(const char *pin_root, struct sl_maps *m)
+{
+	int *fds = (int *)m;
+	char path[4096];
+	int err;
+
+	for (size_t i = 0; i < sl_map_count; i++)
+		fds[i] = -1;
+	for (size_t i = 0; i < sl_map_count; i++) {
+		err = sl_pin_path(path, sizeof(path), pin_root, sl_map_names[i]);
+		if (err)
+			goto fail;
+		fds[i] = bpf_obj_get(path);
+		if (fds[i] < 0) {
+			err = -errno;
+			log_err("cannot open map %s at %s: %s (is sluice loaded? try 'sluicectl load')",
+				sl_map_names[i], path, strerror(-err));
+			goto fail;
+		}
+	}
+	return 0;
+fail:
+	sl_maps_close(m);
+	return err;
+}
+
+void sl_maps_close(struct sl_maps *m)
+{
+	int *fds = (int *)m;
+
+	for (size_t i = 0; i < sl_map_count; i++) {
+		if (fds[i] >= 0)
+			close(fds[i]);
+		fds[i] = -1;
+	}
+}
+
+/* Reads a per-CPU value and sums it as an array of __u64 counters. */
+static int percpu_sum(int fd, __u32 key, __u64 *out, size_t counters)
+{
+	int ncpus = libbpf_num_possible_cpus();
+	__u64 *values;
+	int err = 0;
+
+	if (ncpus < 0)
+		return ncpus;
+	values = calloc((size_t)ncpus * counters, sizeof(__u64));
+	if (!values)
+		return -ENOMEM;
+	memset(out, 0, counters * sizeof(__u64));
+	if (bpf_map_lookup_elem(fd, &key, values)) {
+		err = -errno;
+		goto out;
+	}
+	for (int cpu = 0; cpu < ncpus; cpu++)
+		for (size_t c = 0; c < counters; c++)
+			out[c] += values[(size_t)cpu * counters + c];
+out:
+	free(values);
+	return err;
+}
+
+static int percpu_zero(int fd, __u32 key, size_t value_size)
+{
+	int ncpus = libbpf_num_possible_cpus();
+	void *zeros;
+	int err = 0;
+
+	if (ncpus < 0)
+		return ncpus;
+	zeros = calloc(ncpus, value_size);
+	if (!zeros)
+		return -ENOMEM;
+	if (bpf_map_update_elem(fd, &key, zeros, BPF_ANY))
+		err = -errno;
+	free(zeros);
+	return err;
+}
+
+int sl_stats_read_service(const struct sl_maps *m, __u32 svc_id, struct sl_svc_stats *out)
+{
+	return percpu_sum(m->svc_stats, svc_id, (__u64 *)out, sizeof(*out) / sizeof(__u64));
+}
+
+int sl_stats_read_backend(const struct sl_maps *m, __u32 backend_id, struct sl_be_stats *out)
+{
+	return percpu_sum(m->be_stats, backend_id, (__u64 *)out, sizeof(*out) / sizeof(__u64));
+}
+
+int sl_stats_reset_service(const struct sl_maps *m, __u32 svc_id)
+{
+	return percpu_zero(m->svc_stats, svc_id, sizeof(struct sl_svc_stats));
+}
+
+int sl_stats_reset_backend(const struct sl_maps *m, __u32 backend_id)
+{
+	return percpu_zero(m->be_stats, backend_id, sizeof(struct sl_be_stats));
+}
+
+int sl_generation_read(const struct sl_maps *m, struct sl_generation *out)
+{
+	__u32 zero = 0;
+
+	if (bpf_map_lookup_elem(m->generation, &zero, out))
+		return -errno;
+	return 0;
+}
+
+int sl_lock_pin_root(const char *pin_root)
+{
+	int fd = open(pin_root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int err;
+
+	if (fd < 0) {
+		err = -errno;
+		log_err("cannot open %s: %s", pin_root, strerror(-err));
+		return err;
+	}
+	if (flock(fd, LOCK_EX)) {
+		err = -errno;
+		log_err("cannot lock %s: %s", pin_root, strerror(-err));
+		close(fd);
+		return err;
+	}
+	return fd;
+}

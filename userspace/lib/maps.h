@@ -1,0 +1,55 @@
+/* SPDX-License-Identifier: MIT */
+/* The pinned maps, opened by path, for the reconciler and the inspection commands. */
+#ifndef SL_MAPS_H
+#define SL_MAPS_H
+
+#include <stddef.h>
+#include <sluice/service.h>
+#include <sluice/backend.h>
+#include <sluice/stats.h>
+#include <sluice/generation.h>
+
+#define SL_PIN_ROOT_DEFAULT "/sys/fs/bpf/sluice"
+
+struct sl_maps {
+	int services;
+	int backends;
+	int svc_slots;
+	int rr;
+	int revnat;
+	int svc_stats;
+	int be_stats;
+	int generation;
+};
+
+/* Every pinned map by name, in the order of struct sl_maps' fields. */
+extern const char *const sl_map_names[];
+extern const size_t sl_map_count;
+
+/* "PIN_ROOT/NAME" into buf; -ENAMETOOLONG if it does not fit. */
+int sl_pin_path(char *buf, size_t size, const char *pin_root, const char *name);
+
+/* Opens every pinned map; on failure logs which one and why, returns -errno. */
+int sl_maps_open(const char *pin_root, struct sl_maps *m);
+void sl_maps_close(struct sl_maps *m);
+
+/* Per-CPU counters summed over all possible CPUs. */
+int sl_stats_read_service(const struct sl_maps *m, __u32 svc_id, struct sl_svc_stats *out);
+int sl_stats_read_backend(const struct sl_maps *m, __u32 backend_id, struct sl_be_stats *out);
+/* Zero the counters of an id before it is (re)used. */
+int sl_stats_reset_service(const struct sl_maps *m, __u32 svc_id);
+int sl_stats_reset_backend(const struct sl_maps *m, __u32 backend_id);
+
+int sl_generation_read(const struct sl_maps *m, struct sl_generation *out);
+
+/* Names of enum sl_reason values for the CLI and metrics ("no_backend", ...). */
+const char *sl_reason_name(unsigned int reason);
+const char *sl_health_name(__u8 health);
+
+/*
+ * Takes the exclusive lock of a pin root (flock on its directory), so loads,
+ * unloads and applies never interleave. Returns the fd to close, or -errno.
+ */
+int sl_lock_pin_root(const char *pin_root);
+
+#endif

@@ -1,0 +1,617 @@
+// SPDX-License-Identifier: MIT
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <bpf/bpf.h>
+
+#include "reconcile.h"
+#include "slots.h"
+#include "state.h"
+
+/* Ids in use, so new services and backends get ids nothing else holds. */
+struct id_pool {
+	__u8 *used;
+	__u32 size;
+	__u32 next;
+};
+
+struct reconciler {
+	const struct sl_maps *m;
+	int dry_run;
+	struct sl_apply_result *res;
+	struct id_pool svc_ids;
+	struct id_pool be_ids;
+	char *err;
+	size_t errlen;
+};
+
+static int pool_init(struct id_pool *p, __u32 size, __u32 first)
+{
+	p->used = calloc(size, 1);
+	p->size = size;
+	p->next = first;
+	return p->used ? 0 : -ENOMEM;
+}
+
+static void pool_mark(struct id_pool *p, __u32 id)
+{
+	if (id < p->size)
+		p->used[id] = 1;
+}
+
+static void pool_release(struct id_pool *p, __u32 id)
+{
+	if (id < p->size)
+		p->used[id] = 0;
+}
+
+/* Returns a free id, or 0 when the pool is exhausted (0 is never handed out). */
+static __u32 pool_take(struct id_pool *p)
+{
+	for (__u32 n = 0; n < p->size; n++) {
+		__u32 id = p->next;
+
+		p->next = p->next + 1 < p->size ? p->next + 1 : 1;
+		if (id && !p->used[id]) {
+			p->used[id] = 1;
+			return id;
+		}
+	}
+	return 0;
+}
+
+const char *sl_change_op_name(__u8 op)
+{
+	switch (op) {
+	case SL_CHANGE_ADD:
+		return "add";
+	case SL_CHANGE_REMOVE:
+		return "remove";
+	default:
+		return "update";
+	}
+}
+
+__attribute__((format(printf, 6, 7))) static int
+record(struct reconciler *r, __u8 op, __u8 object, const char *service, const char *backend,
+       const char *fmt, ...)
+{
+	struct sl_apply_result *res = r->res;
+	struct sl_change *c;
+	va_list ap;
+
+	if (res->change_count == res->change_cap) {
+		size_t cap = res->change_cap ? res->change_cap * 2 : 16;
+		void *p = realloc(res->changes, cap * sizeof(*c));
+
+		if (!p)
+			return -ENOMEM;
+		res->changes = p;
+		res->change_cap = cap;
+	}
+	c = &res->changes[res->change_count++];
+	memset(c, 0, sizeof(*c));
+	c->op = op;
+	c->object = object;
+	snprintf(c->service, sizeof(c->service), "%s", service);
+	if (backend)
+		snprintf(c->backend, sizeof(c->backend), "%s", backend);
+	va_start(ap, fmt);
+	vsnprintf(c->detail, sizeof(c->detail), fmt, ap);
+	va_end(ap);
+	return 0;
+}
+
+__attribute__((format(printf, 2, 3))) static int fail(struct reconciler *r, const char *fmt, ...)
+{
+	int err = -errno;
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(r->err, r->errlen, fmt, ap);
+	va_end(ap);
+	return err ? err : -EIO;
+}
+
+static const char *backend_name(const struct sl_backend *b, char *buf, size_t size)
+{
+	return sl_endpoint_format(&b->addr, b->family, ntohs(b->port), buf, size);
+}
+
+static const char *reg_backend_name(const struct sl_reg_backend *b, char *buf, size_t size)
+{
+	return sl_endpoint_format(&b->addr, b->family, b->port, buf, size);
+}
+
+static const char *svc_key_name(const struct sl_svc_key *k, char *buf, size_t size)
+{
+	char ep[SL_ENDPOINT_STRLEN];
+
+	sl_endpoint_format(&k->vip, k->family, ntohs(k->port), ep, sizeof(ep));
+	snprintf(buf, size, "%s/%s", ep, sl_proto_name(k->proto));
+	return buf;
+}
+
+/* Settings the document controls, by the name an operator writes them with. */
+#define SVC_FIELD(name, f) { name, offsetof(struct sl_service, f), sizeof(((struct sl_service *)0)->f) }
+static const struct {
+	const char *name;
+	size_t off;
+	size_t size;
+} svc_fields[] = {
+	SVC_FIELD("lb.algorithm", algorithm),
+	SVC_FIELD("lb.affinity_timeout_s", affinity_timeout_s),
+	SVC_FIELD("lb.panic_threshold_percent", panic_threshold_pct),
+	SVC_FIELD("rate_limit.connections_per_second", connections_per_second),
+	SVC_FIELD("rate_limit.burst", burst),
+	SVC_FIELD("rate_limit.per_client_connections_per_second", per_client_connections_per_second),
+	SVC_FIELD("rate_limit.per_client_burst", per_client_burst),
+	SVC_FIELD("circuit_breaker.max_connections", max_connections),
+	SVC_FIELD("circuit_breaker.consecutive_failures", consecutive_failures),
+	SVC_FIELD("circuit_breaker.base_ejection_ms", base_ejection_ms),
+	SVC_FIELD("circuit_breaker.max_ejection_ms", max_ejection_ms),
+	SVC_FIELD("circuit_breaker.half_open_max", half_open_max),
+	SVC_FIELD("circuit_breaker.max_ejection_percent", max_ejection_pct),
+};
+
+/* Lists changed settings into buf ("" when none). */
+static void diff_settings(const struct sl_state_service *cur, const struct sl_reg_service *want,
+			  char *buf, size_t size)
+{
+	size_t used = 0;
+
+	buf[0] = '\0';
+	if (memcmp(&cur->key, &want->key, sizeof(cur->key))) {
+		char a[80], b[80];
+
+		used += snprintf(buf, size, "vip %s -> %s", svc_key_name(&cur->key, a, sizeof(a)),
+				 svc_key_name(&want->key, b, sizeof(b)));
+	}
+	for (size_t i = 0; i < sizeof(svc_fields) / sizeof(svc_fields[0]) && used < size; i++) {
+		const char *x = (const char *)&cur->v + svc_fields[i].off;
+		const char *y = (const char *)&want->settings + svc_fields[i].off;
+
+		if (memcmp(x, y, svc_fields[i].size))
+			used += snprintf(buf + used, size - used, "%s%s", used ? ", " : "",
+					 svc_fields[i].name);
+	}
+}
+
+static int write_table(struct reconciler *r, const char *name, __u32 svc_id,
+		       const struct sl_slots *t)
+{
+	LIBBPF_OPTS(bpf_map_create_opts, opts, .map_flags = BPF_F_INNER_MAP);
+	__u32 *keys = NULL, count = t->len;
+	int fd, err = 0;
+
+	fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, "sl_slots", sizeof(__u32), sizeof(__u32), t->len,
+			    &opts);
+	if (fd < 0)
+		return fail(r, "service \"%s\": cannot create its selection table (%u slots): %s",
+			    name, t->len, strerror(errno));
+	keys = malloc(t->len * sizeof(*keys));
+	if (!keys) {
+		err = -ENOMEM;
+		goto out;
+	}
+	for (__u32 i = 0; i < t->len; i++)
+		keys[i] = i;
+	if (bpf_map_update_batch(fd, keys, t->slots, &count, NULL)) {
+		err = fail(r, "service \"%s\": cannot fill its selection table: %s", name,
+			   strerror(errno));
+		goto out;
+	}
+	/* The swap: one update replaces the whole table for every later lookup. */
+	if (bpf_map_update_elem(r->m->svc_slots, &svc_id, &fd, BPF_ANY))
+		err = fail(r, "service \"%s\": cannot install its selection table in sl_svc_slots: %s",
+			   name, strerror(errno));
+out:
+	free(keys);
+	close(fd);
+	return err;
+}
+
+static int write_backend(struct reconciler *r, const char *svc, __u32 id,
+			 const struct sl_backend *b)
+{
+	char ep[SL_ENDPOINT_STRLEN];
+
+	if (bpf_map_update_elem(r->m->backends, &id, b, BPF_ANY))
+		return fail(r, "service \"%s\": cannot write backend %s to sl_backends: %s", svc,
+			    backend_name(b, ep, sizeof(ep)), strerror(errno));
+	return 0;
+}
+
+static void delete_backend(struct reconciler *r, __u32 id)
+{
+	bpf_map_delete_elem(r->m->backends, &id);
+	pool_release(&r->be_ids, id);
+}
+
+static int write_service(struct reconciler *r, const struct sl_reg_service *want, __u32 id,
+			 __u32 backend_count)
+{
+	struct sl_service v = want->settings;
+
+	v.id = id;
+	v.backend_count = backend_count;
+	snprintf(v.name, sizeof(v.name), "%s", want->settings.name);
+	if (bpf_map_update_elem(r->m->services, &want->key, &v, BPF_ANY))
+		return fail(r, "service \"%s\": cannot write it to sl_services: %s", v.name,
+			    strerror(errno));
+	return 0;
+}
+
+static void fill_backend(struct sl_backend *b, const struct sl_reg_backend *rb, __u32 svc_id)
+{
+	memset(b, 0, sizeof(*b));
+	b->addr = rb->addr;
+	b->port = htons(rb->port);
+	b->family = rb->family;
+	b->weight = rb->weight;
+	b->svc_id = svc_id;
+	b->health = SL_HEALTH_UNKNOWN;
+}
+
+static int install_table(struct reconciler *r, const struct sl_reg_service *want, __u32 svc_id,
+			 const __u32 *ids)
+{
+	struct sl_slots t = { 0 };
+	int err;
+
+	err = sl_slots_build(want, ids, &t);
+	if (err)
+		return fail(r, "service \"%s\": cannot build its selection table: %s",
+			    want->settings.name, strerror(-err));
+	err = write_table(r, want->settings.name, svc_id, &t);
+	sl_slots_free(&t);
+	return err;
+}
+
+static int add_service(struct reconciler *r, const struct sl_reg_service *want)
+{
+	const char *name = want->settings.name;
+	char key[80];
+	__u32 *ids = NULL, svc_id, zero = 0;
+	int err = 0;
+
+	err = record(r, SL_CHANGE_ADD, SL_OBJ_SERVICE, name, NULL, "%s %s, %zu backends",
+		     svc_key_name(&want->key, key, sizeof(key)),
+		     sl_algorithm_name(want->settings.algorithm), want->backend_count);
+	if (err || r->dry_run)
+		return err;
+
+	svc_id = pool_take(&r->svc_ids);
+	if (!svc_id) {
+		errno = ENOSPC;
+		return fail(r, "service \"%s\": no free service id (limit %d)", name, SL_MAX_SERVICES);
+	}
+	ids = calloc(want->backend_count + 1, sizeof(*ids));
+	if (!ids)
+		return -ENOMEM;
+	sl_stats_reset_service(r->m, svc_id);
+	bpf_map_update_elem(r->m->rr, &svc_id, &zero, BPF_ANY);
+	for (size_t i = 0; i < want->backend_count; i++) {
+		struct sl_backend b;
+
+		ids[i] = pool_take(&r->be_ids);
+		if (!ids[i]) {
+			errno = ENOSPC;
+			err = fail(r, "service \"%s\": no free backend id (limit %d)", name,
+				   SL_MAX_BACKENDS);
+			goto out;
+		}
+		fill_backend(&b, &want->backends[i], svc_id);
+		sl_stats_reset_backend(r->m, ids[i]);
+		err = write_backend(r, name, ids[i], &b);
+		if (err)
+			goto out;
+	}
+	err = install_table(r, want, svc_id, ids);
+	if (!err)
+		err = write_service(r, want, svc_id, want->backend_count);
+out:
+	free(ids);
+	return err;
+}
+
+static int remove_service(struct reconciler *r, const struct sl_state_service *cur)
+{
+	char key[80];
+	__u32 id = cur->v.id;
+	int err;
+
+	err = record(r, SL_CHANGE_REMOVE, SL_OBJ_SERVICE, cur->v.name, NULL, "%s, %zu backends",
+		     svc_key_name(&cur->key, key, sizeof(key)), cur->backend_count);
+	if (err || r->dry_run)
+		return err;
+	/* Key first: once it is gone no new connect can reach the table or the backends. */
+	bpf_map_delete_elem(r->m->services, &cur->key);
+	bpf_map_delete_elem(r->m->svc_slots, &id);
+	pool_release(&r->svc_ids, id);
+	for (size_t i = 0; i < cur->backend_count; i++)
+		delete_backend(r, cur->backends[i].id);
+	return 0;
+}
+
+struct want_index {
+	const struct sl_reg_backend *b;
+	size_t pos; /* index in the document's list */
+};
+
+static int cmp_want_index(const void *x, const void *y)
+{
+	const struct sl_reg_backend *a = ((const struct want_index *)x)->b;
+	const struct sl_reg_backend *b = ((const struct want_index *)y)->b;
+
+	return sl_backend_cmp(a->family, &a->addr, a->port, b->family, &b->addr, b->port);
+}
+
+/*
+ * Walks the current (sorted) and wanted backends side by side. Fills ids[]
+ * in document order, records changes, and writes new and changed backend
+ * records unless this is a dry run. Returns > 0 when the table must change.
+ */
+static int merge_backends(struct reconciler *r, const struct sl_state_service *cur,
+			  const struct sl_reg_service *want, __u32 *ids, int *removed)
+{
+	const char *name = want->settings.name;
+	struct want_index *wi;
+	size_t i = 0, j = 0;
+	int changed = 0, err = 0;
+	char ep[SL_ENDPOINT_STRLEN];
+
+	*removed = 0;
+	wi = calloc(want->backend_count + 1, sizeof(*wi));
+	if (!wi)
+		return -ENOMEM;
+	for (size_t k = 0; k < want->backend_count; k++)
+		wi[k] = (struct want_index){ &want->backends[k], k };
+	qsort(wi, want->backend_count, sizeof(*wi), cmp_want_index);
+
+	while (i < cur->backend_count || j < want->backend_count) {
+		const struct sl_state_backend *cb = i < cur->backend_count ? &cur->backends[i] : NULL;
+		const struct sl_reg_backend *wb = j < want->backend_count ? wi[j].b : NULL;
+		int c = !cb ? 1 : !wb ? -1 :
+			sl_backend_cmp(cb->v.family, &cb->v.addr, ntohs(cb->v.port),
+				       wb->family, &wb->addr, wb->port);
+		struct sl_backend b;
+
+		if (c < 0) { /* only in the maps: goes after the swap */
+			err = record(r, SL_CHANGE_REMOVE, SL_OBJ_BACKEND, name,
+				     backend_name(&cb->v, ep, sizeof(ep)), "weight %u", cb->v.weight);
+			(*removed)++;
+			changed = 1;
+			i++;
+		} else if (c > 0) { /* only in the document: a new id */
+			err = record(r, SL_CHANGE_ADD, SL_OBJ_BACKEND, name,
+				     reg_backend_name(wb, ep, sizeof(ep)), "weight %u", wb->weight);
+			changed = 1;
+			if (!err && !r->dry_run) {
+				ids[wi[j].pos] = pool_take(&r->be_ids);
+				if (!ids[wi[j].pos]) {
+					errno = ENOSPC;
+					err = fail(r, "service \"%s\": no free backend id (limit %d)",
+						   name, SL_MAX_BACKENDS);
+					break;
+				}
+				fill_backend(&b, wb, cur->v.id);
+				sl_stats_reset_backend(r->m, ids[wi[j].pos]);
+				err = write_backend(r, name, ids[wi[j].pos], &b);
+			}
+			j++;
+		} else {
+			ids[wi[j].pos] = cb->id;
+			if (cb->v.weight != wb->weight) {
+				err = record(r, SL_CHANGE_UPDATE, SL_OBJ_BACKEND, name,
+					     reg_backend_name(wb, ep, sizeof(ep)), "weight %u -> %u",
+					     cb->v.weight, wb->weight);
+				changed = 1;
+				b = cb->v; /* keeps the health the agent set */
+				b.weight = wb->weight;
+				if (!err && !r->dry_run)
+					err = write_backend(r, name, cb->id, &b);
+			}
+			i++;
+			j++;
+		}
+		if (err)
+			break;
+	}
+	free(wi);
+	return err ? err : changed;
+}
+
+/* Removes backends of cur that the document no longer lists (after the swap). */
+static void drop_unlisted(struct reconciler *r, const struct sl_state_service *cur, const __u32 *ids,
+			  size_t n)
+{
+	for (size_t i = 0; i < cur->backend_count; i++) {
+		int listed = 0;
+
+		for (size_t k = 0; k < n && !listed; k++)
+			listed = ids[k] == cur->backends[i].id;
+		if (!listed)
+			delete_backend(r, cur->backends[i].id);
+	}
+}
+
+static int update_service(struct reconciler *r, const struct sl_state_service *cur,
+			  const struct sl_reg_service *want)
+{
+	const char *name = want->settings.name;
+	int table_changed, removed, err = 0, has_table;
+	__u32 *ids, svc_id = cur->v.id, inner_id;
+	char detail[192];
+
+	ids = calloc(want->backend_count + 1, sizeof(*ids));
+	if (!ids)
+		return -ENOMEM;
+	diff_settings(cur, want, detail, sizeof(detail));
+	if (detail[0]) {
+		err = record(r, SL_CHANGE_UPDATE, SL_OBJ_SERVICE, name, NULL, "%s", detail);
+		if (err)
+			goto out;
+	}
+	table_changed = merge_backends(r, cur, want, ids, &removed);
+	if (table_changed < 0) {
+		err = table_changed;
+		goto out;
+	}
+	has_table = !bpf_map_lookup_elem(r->m->svc_slots, &svc_id, &inner_id);
+	if (!has_table) {
+		err = record(r, SL_CHANGE_UPDATE, SL_OBJ_SERVICE, name, NULL,
+			     "selection table missing: rebuilt");
+		if (err)
+			goto out;
+	}
+	if (r->dry_run)
+		goto out;
+	if (table_changed || !has_table || cur->v.algorithm != want->settings.algorithm)
+		err = install_table(r, want, svc_id, ids);
+	if (!err && (detail[0] || cur->v.backend_count != want->backend_count))
+		err = write_service(r, want, svc_id, want->backend_count);
+	if (!err && removed)
+		drop_unlisted(r, cur, ids, want->backend_count);
+out:
+	free(ids);
+	return err;
+}
+
+static int cmp_reg_ptr(const void *x, const void *y)
+{
+	const struct sl_reg_service *a = *(const struct sl_reg_service *const *)x;
+	const struct sl_reg_service *b = *(const struct sl_reg_service *const *)y;
+
+	return strncmp(a->settings.name, b->settings.name, SL_NAME_MAX);
+}
+
+static const struct sl_reg_service *find_wanted(const struct sl_reg_service **sorted, size_t n,
+						const char *name)
+{
+	struct sl_reg_service probe;
+	const struct sl_reg_service *p = &probe, **hit;
+
+	memset(&probe, 0, sizeof(probe));
+	snprintf(probe.settings.name, sizeof(probe.settings.name), "%s", name);
+	hit = bsearch(&p, sorted, n, sizeof(*sorted), cmp_reg_ptr);
+	return hit ? *hit : NULL;
+}
+
+static int write_generation(struct reconciler *r, const struct sl_registry *want)
+{
+	struct sl_generation g = { 0 };
+	struct timespec now;
+	__u32 zero = 0;
+
+	sl_generation_read(r->m, &g);
+	clock_gettime(CLOCK_REALTIME, &now);
+	g.generation++;
+	g.applied_unix_ns = (__u64)now.tv_sec * 1000000000ULL + now.tv_nsec;
+	g.service_count = want->count;
+	g.backend_count = 0;
+	for (size_t i = 0; i < want->count; i++)
+		g.backend_count += want->services[i].backend_count;
+	memcpy(g.sha256, want->sha256, sizeof(g.sha256));
+	if (bpf_map_update_elem(r->m->generation, &zero, &g, BPF_ANY))
+		return fail(r, "cannot record the generation in sl_generation: %s", strerror(errno));
+	r->res->generation = g.generation;
+	return 0;
+}
+
+static void mark_used(struct reconciler *r, const struct sl_state *cur)
+{
+	for (size_t i = 0; i < cur->count; i++) {
+		pool_mark(&r->svc_ids, cur->services[i].v.id);
+		for (size_t k = 0; k < cur->services[i].backend_count; k++)
+			pool_mark(&r->be_ids, cur->services[i].backends[k].id);
+	}
+	for (size_t i = 0; i < cur->orphan_count; i++)
+		pool_mark(&r->be_ids, cur->orphans[i].id);
+}
+
+int sl_reconcile(const struct sl_maps *m, const struct sl_registry *want, int dry_run,
+		 struct sl_apply_result *res, char *err, size_t errlen)
+{
+	struct reconciler r = { .m = m, .dry_run = dry_run, .res = res, .err = err,
+				.errlen = errlen };
+	const struct sl_reg_service **sorted = NULL;
+	struct sl_generation g = { 0 };
+	struct sl_state cur;
+	int ret;
+
+	memset(res, 0, sizeof(*res));
+	err[0] = '\0';
+	ret = sl_state_read(m, &cur);
+	if (ret) {
+		snprintf(err, errlen, "cannot read the current maps: %s", strerror(-ret));
+		return ret;
+	}
+	sorted = calloc(want->count + 1, sizeof(*sorted));
+	ret = -ENOMEM;
+	if (!sorted || pool_init(&r.svc_ids, SL_MAX_SERVICES, 1) ||
+	    pool_init(&r.be_ids, SL_MAX_BACKENDS, 1))
+		goto out;
+	mark_used(&r, &cur);
+	for (size_t i = 0; i < want->count; i++)
+		sorted[i] = &want->services[i];
+	qsort(sorted, want->count, sizeof(*sorted), cmp_reg_ptr);
+
+	/*
+	 * Removals and VIP moves first, so a VIP that changes hands within one
+	 * document is free before its new owner is written.
+	 */
+	ret = 0;
+	for (size_t i = 0; i < cur.count && !ret; i++) {
+		const struct sl_state_service *c = &cur.services[i];
+		const struct sl_reg_service *w = find_wanted(sorted, want->count, c->v.name);
+
+		if (!w)
+			ret = remove_service(&r, c);
+		else if (!dry_run && memcmp(&c->key, &w->key, sizeof(c->key)))
+			bpf_map_delete_elem(m->services, &c->key);
+	}
+	for (size_t i = 0; i < cur.orphan_count && !ret; i++) {
+		char ep[SL_ENDPOINT_STRLEN];
+
+		ret = record(&r, SL_CHANGE_REMOVE, SL_OBJ_BACKEND, "",
+			     backend_name(&cur.orphans[i].v, ep, sizeof(ep)),
+			     "left over from an interrupted apply");
+		if (!ret && !dry_run)
+			delete_backend(&r, cur.orphans[i].id);
+	}
+	for (size_t i = 0; i < want->count && !ret; i++) {
+		const struct sl_reg_service *w = &want->services[i];
+		const struct sl_state_service *c = sl_state_find(&cur, w->settings.name);
+
+		ret = c ? update_service(&r, c, w) : add_service(&r, w);
+	}
+	if (ret)
+		goto out;
+	if (dry_run) {
+		if (!sl_generation_read(m, &g))
+			res->generation = g.generation;
+	} else {
+		ret = write_generation(&r, want);
+	}
+out:
+	if (ret && !err[0])
+		snprintf(err, errlen, "%s", strerror(-ret));
+	free(r.svc_ids.used);
+	free(r.be_ids.used);
+	free(sorted);
+	sl_state_free(&cur);
+	return ret;
+}
+
+void sl_apply_result_free(struct sl_apply_result *res)
+{
+	free(res->changes);
+	memset(res, 0, sizeof(*res));
+}

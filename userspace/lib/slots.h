@@ -1,0 +1,26 @@
+/* SPDX-License-Identifier: MIT */
+/* Builds a service's selection table, the value of one sl_svc_slots inner map. */
+#ifndef SL_SLOTS_H
+#define SL_SLOTS_H
+
+#include <stddef.h>
+#include "registry.h"
+
+struct sl_slots {
+	__u32 *slots; /* slots[0] = n, slots[1..n] = backend ids */
+	__u32 len;    /* n + 1 */
+};
+
+/*
+ * ids[i] is the backend id of svc->backends[i]. random and round_robin list
+ * each backend once; weighted interleaves backends by weight (smooth weighted
+ * round robin, weights divided by their gcd, scaled down to at most
+ * SL_WEIGHTED_SLOTS_MAX); maglev is the Maglev table. A service without
+ * backends gets a table with n = 0. Returns 0 or -ENOMEM.
+ * Also -EINVAL for a zero weight (weighted, maglev), an unknown algorithm or
+ * address family, or a table longer than SL_SLOTS_MAX. On error out is empty.
+ */
+int sl_slots_build(const struct sl_reg_service *svc, const __u32 *ids, struct sl_slots *out);
+void sl_slots_free(struct sl_slots *s);
+
+#endif

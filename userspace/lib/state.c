@@ -1,0 +1,172 @@
+// SPDX-License-Identifier: MIT
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <bpf/bpf.h>
+
+#include "state.h"
+
+int sl_backend_cmp(__u8 fa, const struct sl_addr *a, __u16 pa, __u8 fb, const struct sl_addr *b,
+		   __u16 pb)
+{
+	int c;
+
+	if (fa != fb)
+		return fa < fb ? -1 : 1;
+	c = memcmp(a, b, sizeof(*a));
+	if (c)
+		return c;
+	return pa == pb ? 0 : (pa < pb ? -1 : 1);
+}
+
+static int cmp_state_backend(const void *x, const void *y)
+{
+	const struct sl_state_backend *a = x, *b = y;
+
+	return sl_backend_cmp(a->v.family, &a->v.addr, ntohs(a->v.port), b->v.family, &b->v.addr,
+			      ntohs(b->v.port));
+}
+
+static int cmp_state_service(const void *x, const void *y)
+{
+	const struct sl_state_service *a = x, *b = y;
+
+	return strncmp(a->v.name, b->v.name, SL_NAME_MAX);
+}
+
+static int grow(void **items, size_t *cap, size_t need, size_t size)
+{
+	size_t ncap = *cap ? *cap : 8;
+	void *p;
+
+	if (need <= *cap)
+		return 0;
+	while (ncap < need)
+		ncap *= 2;
+	p = realloc(*items, ncap * size);
+	if (!p)
+		return -ENOMEM;
+	*items = p;
+	*cap = ncap;
+	return 0;
+}
+
+static int read_services(const struct sl_maps *m, struct sl_state *st, size_t *cap)
+{
+	struct sl_svc_key key, next;
+	void *prev = NULL;
+	int err;
+
+	while (!bpf_map_get_next_key(m->services, prev, &next)) {
+		struct sl_state_service *s;
+
+		key = next;
+		prev = &key;
+		err = grow((void **)&st->services, cap, st->count + 1, sizeof(*s));
+		if (err)
+			return err;
+		s = &st->services[st->count];
+		memset(s, 0, sizeof(*s));
+		s->key = key;
+		if (bpf_map_lookup_elem(m->services, &key, &s->v)) {
+			if (errno == ENOENT) /* deleted under us */
+				continue;
+			return -errno;
+		}
+		s->v.name[SL_NAME_MAX - 1] = '\0';
+		st->count++;
+	}
+	return errno == ENOENT ? 0 : -errno;
+}
+
+static int add_backend(struct sl_state *st, struct sl_state_service **by_id, size_t *orphan_cap,
+		       const struct sl_state_backend *b)
+{
+	struct sl_state_service *s = b->v.svc_id < SL_MAX_SERVICES ? by_id[b->v.svc_id] : NULL;
+	int err;
+
+	if (!s) {
+		err = grow((void **)&st->orphans, orphan_cap, st->orphan_count + 1, sizeof(*b));
+		if (err)
+			return err;
+		st->orphans[st->orphan_count++] = *b;
+		return 0;
+	}
+	err = grow((void **)&s->backends, &s->backend_cap, s->backend_count + 1, sizeof(*b));
+	if (err)
+		return err;
+	s->backends[s->backend_count++] = *b;
+	return 0;
+}
+
+int sl_state_read(const struct sl_maps *m, struct sl_state *st)
+{
+	struct sl_state_service **by_id = NULL;
+	size_t cap = 0, orphan_cap = 0;
+	struct sl_state_backend b;
+	__u32 key, next;
+	void *prev = NULL;
+	int err;
+
+	memset(st, 0, sizeof(*st));
+	err = read_services(m, st, &cap);
+	if (err)
+		goto out;
+	qsort(st->services, st->count, sizeof(st->services[0]), cmp_state_service);
+
+	by_id = calloc(SL_MAX_SERVICES, sizeof(*by_id));
+	if (!by_id) {
+		err = -ENOMEM;
+		goto out;
+	}
+	for (size_t i = 0; i < st->count; i++)
+		if (st->services[i].v.id < SL_MAX_SERVICES)
+			by_id[st->services[i].v.id] = &st->services[i];
+
+	while (!bpf_map_get_next_key(m->backends, prev, &next)) {
+		key = next;
+		prev = &key;
+		b.id = key;
+		if (bpf_map_lookup_elem(m->backends, &key, &b.v)) {
+			if (errno == ENOENT)
+				continue;
+			err = -errno;
+			goto out;
+		}
+		err = add_backend(st, by_id, &orphan_cap, &b);
+		if (err)
+			goto out;
+	}
+	if (errno != ENOENT) {
+		err = -errno;
+		goto out;
+	}
+	for (size_t i = 0; i < st->count; i++)
+		qsort(st->services[i].backends, st->services[i].backend_count,
+		      sizeof(struct sl_state_backend), cmp_state_backend);
+out:
+	free(by_id);
+	if (err)
+		sl_state_free(st);
+	return err;
+}
+
+void sl_state_free(struct sl_state *st)
+{
+	for (size_t i = 0; i < st->count; i++)
+		free(st->services[i].backends);
+	free(st->services);
+	free(st->orphans);
+	memset(st, 0, sizeof(*st));
+}
+
+struct sl_state_service *sl_state_find(const struct sl_state *st, const char *name)
+{
+	struct sl_state_service probe;
+
+	memset(&probe, 0, sizeof(probe));
+	snprintf(probe.v.name, sizeof(probe.v.name), "%s", name);
+	return bsearch(&probe, st->services, st->count, sizeof(probe), cmp_state_service);
+}

@@ -1,0 +1,102 @@
+// SPDX-License-Identifier: MIT
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "lib/addr.h"
+#include "lib/log.h"
+#include "lib/maps.h"
+#include "lib/registry.h"
+#include "lib/state.h"
+#include "sluicectl.h"
+
+static const char *family_name(__u8 family)
+{
+	return family == SL_FAMILY_IPV6 ? "ipv6" : "ipv4";
+}
+
+static json_t *refused_json(const struct sl_svc_stats *s)
+{
+	json_t *o = json_object();
+
+	for (unsigned int r = 0; r < SL_REASON_COUNT; r++)
+		if (sl_reason_name(r))
+			json_object_set_new(o, sl_reason_name(r), json_integer(s->refused[r]));
+	return o;
+}
+
+static __u64 refused_total(const struct sl_svc_stats *s)
+{
+	__u64 total = 0;
+
+	for (unsigned int r = 0; r < SL_REASON_COUNT; r++)
+		total += s->refused[r];
+	return total;
+}
+
+static json_t *service_json(const struct sl_state_service *s, const struct sl_svc_stats *st)
+{
+	char vip[SL_ADDR_STRLEN];
+
+	return json_pack("{s:s,s:I,s:s,s:i,s:s,s:s,s:s,s:I,s:I,s:I,s:o,s:I,s:i}", "name",
+			 s->v.name, "id", (json_int_t)s->v.id, "vip",
+			 sl_addr_format(&s->key.vip, s->key.family, vip, sizeof(vip)), "port",
+			 ntohs(s->key.port), "protocol", sl_proto_name(s->key.proto), "family",
+			 family_name(s->key.family), "algorithm", sl_algorithm_name(s->v.algorithm),
+			 "backend_count", (json_int_t)s->backend_count, "selected",
+			 (json_int_t)st->selected, "panic_selected", (json_int_t)st->panic_selected,
+			 "refused", refused_json(st), "affinity_timeout_s",
+			 (json_int_t)s->v.affinity_timeout_s, "panic_threshold_percent",
+			 s->v.panic_threshold_pct);
+}
+
+int do_services(struct ctl *c)
+{
+	struct sl_state st;
+	struct sl_maps m;
+	json_t *arr = NULL;
+	int err;
+
+	if (ctl_take_show_verb(c) || c->argc) {
+		usage();
+		return CTL_EUSAGE;
+	}
+	err = sl_maps_open(c->pin_root, &m);
+	if (err)
+		return err;
+	err = sl_state_read(&m, &st);
+	if (err) {
+		log_err("cannot read sl_services/sl_backends: %s", strerror(-err));
+		goto out;
+	}
+	if (c->json)
+		arr = json_array();
+	else
+		printf("%-24s %-6s %-40s %-11s %-8s %-12s %s\n", "NAME", "ID", "VIP", "ALGORITHM",
+		       "BACKENDS", "SELECTED", "REFUSED");
+	for (size_t i = 0; i < st.count; i++) {
+		const struct sl_state_service *s = &st.services[i];
+		struct sl_svc_stats stats;
+		char vip[SL_ENDPOINT_STRLEN + 8];
+
+		if (sl_stats_read_service(&m, s->v.id, &stats))
+			memset(&stats, 0, sizeof(stats));
+		if (c->json) {
+			json_array_append_new(arr, service_json(s, &stats));
+			continue;
+		}
+		sl_endpoint_format(&s->key.vip, s->key.family, ntohs(s->key.port), vip, sizeof(vip));
+		strcat(vip, s->key.proto == 17 ? "/udp" : "/tcp");
+		printf("%-24s %-6u %-40s %-11s %-8zu %-12llu %llu\n", s->v.name, s->v.id, vip,
+		       sl_algorithm_name(s->v.algorithm), s->backend_count,
+		       (unsigned long long)stats.selected,
+		       (unsigned long long)refused_total(&stats));
+	}
+	if (c->json)
+		ctl_print_json(c, arr);
+	sl_state_free(&st);
+out:
+	sl_maps_close(&m);
+	return err;
+}

@@ -1,0 +1,38 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef SLUICECTL_H
+#define SLUICECTL_H
+
+#include <jansson.h>
+
+/* Exit statuses: only main turns results into these. */
+#define EXIT_OK 0
+#define EXIT_FAIL 1
+#define EXIT_USAGE 2
+
+struct ctl {
+	int json;
+	int pretty;
+	int dry_run;
+	const char *pin_root;
+	const char *cgroup;
+	int argc; /* arguments after the object name */
+	char **argv;
+};
+
+/* Handlers return 0 or -errno, having logged why, or CTL_EUSAGE after printing usage. */
+#define CTL_EUSAGE (-10000)
+
+int do_load(struct ctl *c);
+int do_unload(struct ctl *c);
+int do_status(struct ctl *c);
+int do_apply(struct ctl *c);
+int do_services(struct ctl *c);
+int do_backends(struct ctl *c);
+
+/* Prints one JSON document on stdout (stolen reference). */
+void ctl_print_json(const struct ctl *c, json_t *doc);
+/* Consumes an optional show/list verb; returns -1 for "help". */
+int ctl_take_show_verb(struct ctl *c);
+void usage(void);
+
+#endif
