@@ -90,8 +90,10 @@ $(BUILD)/tests/unit/%: tests/unit/%.c $(LIBSLUICE) $(wildcard userspace/lib/*.h)
 	@[ "$(V)" = 1 ] || echo "  CC      $@"
 	$(Q)$(CC) $(CFLAGS) $< $(LIBSLUICE) $(LDLIBS) -lcmocka -o $@
 
-# The whole suite: unit tests, then the end-to-end tests (root, namespaces).
-test: deps all $(UNIT_BINS)
+# demo, test and bench install what is missing first, then build in a fresh
+# make, so that pkg-config and clang are asked only once they are there.
+test: deps
+	$(Q)$(MAKE) --no-print-directory all $(UNIT_BINS)
 	$(Q)scripts/run-tests.sh $(BUILD)
 
 test-unit: all $(UNIT_BINS)
@@ -100,10 +102,12 @@ test-unit: all $(UNIT_BINS)
 test-e2e: all
 	$(Q)SL_ONLY=e2e scripts/run-tests.sh $(BUILD)
 
-demo: deps all
+demo: deps
+	$(Q)$(MAKE) --no-print-directory all
 	$(Q)scripts/demo.sh $(BUILD)
 
-bench: deps all
+bench: deps
+	$(Q)$(MAKE) --no-print-directory all
 	$(Q)scripts/bench.sh $(BUILD)
 
 clean:
