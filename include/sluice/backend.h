@@ -7,6 +7,7 @@
 
 /* Ids run from 1; 0 never names a backend, so an empty slot reads as "none". */
 #define SL_MAX_BACKENDS 131072
+#define SL_BACKENDS_LIMIT (SL_MAX_BACKENDS - 1)
 
 enum sl_backend_health {
 	SL_HEALTH_UNKNOWN = 0, /* not checked (no health_check block): usable */

@@ -6,6 +6,8 @@
 #include "types.h"
 
 #define SL_MAX_SERVICES 16384
+/* Service ids run from 1; the map slot of id 0 stays unused. */
+#define SL_SERVICES_LIMIT (SL_MAX_SERVICES - 1)
 #define SL_MAX_BACKENDS_PER_SVC 1024
 #define SL_NAME_MAX 64
 

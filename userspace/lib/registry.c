@@ -345,8 +345,8 @@ static int parse_address(struct parser *p, json_t *obj, const char *prefix, cons
 	if (err)
 		return err;
 	if (sl_addr_parse(s, addr, family))
-		return fail(p, prefix, key,
-			    "invalid address \"%.64s\" (expected a literal IPv4 or IPv6 address)", s);
+		return fail(p, prefix, key, "invalid address \"%.64s\" (%s)", s,
+			    "expected a literal IPv4 or IPv6 address");
 	return 0;
 }
 
@@ -560,11 +560,13 @@ static int parse_hc_path(struct parser *p, json_t *hc, struct sl_health_check *o
 		return fail(p, "health_check", "path",
 			    "must be shorter than %lld characters (got %zu)", HC_PATH_MAX, len);
 	/* The path goes into an HTTP request line as it is. */
-	for (i = 0; i < len; i++)
-		if ((unsigned char)path[i] <= 0x20 || (unsigned char)path[i] == 0x7f)
-			return fail(p, "health_check", "path",
-				    "invalid byte 0x%02x (spaces and control characters are not allowed)",
-				    (unsigned char)path[i]);
+	for (i = 0; i < len; i++) {
+		unsigned char c = path[i];
+
+		if (c <= 0x20 || c == 0x7f)
+			return fail(p, "health_check", "path", "invalid byte 0x%02x (%s)", c,
+				    "spaces and control characters are not allowed");
+	}
 	memcpy(out->path, path, len);
 	return 0;
 }
@@ -673,9 +675,9 @@ static int parse_backends(struct parser *p, json_t *jsvc, struct sl_reg_service 
 	if (n > SL_MAX_BACKENDS_PER_SVC)
 		return fail(p, NULL, "backends", "too many backends (%zu > %d)", n,
 			    SL_MAX_BACKENDS_PER_SVC);
-	if (n > SL_MAX_BACKENDS - p->total_backends)
+	if (n > SL_BACKENDS_LIMIT - p->total_backends)
 		return fail(p, NULL, "backends", "too many backends in total (%zu > %d)",
-			    p->total_backends + n, SL_MAX_BACKENDS);
+			    p->total_backends + n, SL_BACKENDS_LIMIT);
 	p->total_backends += n;
 	if (!n)
 		return 0;
@@ -712,8 +714,8 @@ static int parse_service(struct parser *p, json_t *jsvc, size_t idx, struct sl_r
 		return err;
 	snprintf(p->where, sizeof(p->where), "service \"%s\"", s->settings.name);
 	if (dupset_add(names, idx, &prev))
-		return fail(p, NULL, "name", "duplicate service name (services[%zu] and services[%zu])",
-			    prev, idx);
+		return fail(p, NULL, "name",
+			    "duplicate service name (services[%zu] and services[%zu])", prev, idx);
 
 	err = check_fields(p, jsvc, NULL, service_fields);
 	if (!err)
@@ -756,9 +758,9 @@ static int parse_document(struct parser *p, json_t *root, struct sl_registry *re
 	if (!json_is_array(svcs))
 		return fail(p, NULL, "services", "must be an array (got %s)", json_kind(svcs));
 	n = json_array_size(svcs);
-	if (n > SL_MAX_SERVICES)
+	if (n > SL_SERVICES_LIMIT)
 		return fail(p, NULL, "services", "too many services (%zu > %d)", n,
-			    SL_MAX_SERVICES);
+			    SL_SERVICES_LIMIT);
 	if (!n)
 		return 0;
 
@@ -802,7 +804,8 @@ int sl_registry_parse(const char *text, size_t len, struct sl_registry *out, cha
 	}
 	root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (!root) {
-		if (json_error_code(&jerr) == json_error_out_of_memory)
+		/* jansson leaves the error text empty when an allocation fails mid-parse. */
+		if (json_error_code(&jerr) == json_error_out_of_memory || !jerr.text[0])
 			return nomem(&p);
 		set_err(err, errlen, "invalid JSON at line %d, column %d: %s", jerr.line,
 			jerr.column, jerr.text);
