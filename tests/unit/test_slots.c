@@ -334,6 +334,43 @@ static void test_maglev_ipv6(void **state)
 }
 
 /* 1024 backends: the largest Maglev table, every backend in it. */
+/*
+ * Removing a backend keeps the table size, so the other backends keep almost
+ * all their entries; a table that no longer gives each backend its minimum
+ * share is rebuilt at the size sl_maglev_size picks.
+ */
+static void test_maglev_keeps_size(void **state)
+{
+	struct fixture *big = make_service(SL_ALG_MAGLEV, 4, NULL);
+	struct fixture *small = make_service(SL_ALG_MAGLEV, 3, NULL);
+	struct sl_slots before = { 0 }, after = { 0 }, fresh = { 0 };
+	__u32 moved = 0, m;
+
+	(void)state;
+	assert_int_equal(sl_slots_build(&big->svc, big->ids, &before), 0);
+	m = before.slots[0];
+	assert_int_equal(m, sl_maglev_size(4));
+	assert_int_not_equal(sl_maglev_size(3), m); /* a fresh build would change size */
+	assert_int_equal(sl_slots_build_keep(&small->svc, small->ids, m, &after), 0);
+	assert_int_equal(after.slots[0], m);
+	for (__u32 j = 1; j <= m; j++)
+		if (before.slots[j] != ID_BASE + 3 && before.slots[j] != after.slots[j])
+			moved++;
+	assert_true(moved <= (1.0 / 4 + 0.02) * m);
+
+	assert_int_equal(sl_maglev_size_keep(3, m), m);
+	assert_int_equal(sl_maglev_size_keep(m / SL_MAGLEV_MIN_SHARE + 1, m),
+			 sl_maglev_size(m / SL_MAGLEV_MIN_SHARE + 1));
+	assert_int_equal(sl_maglev_size_keep(3, 1000), sl_maglev_size(3)); /* not a table size */
+	assert_int_equal(sl_slots_build_keep(&small->svc, small->ids, 0, &fresh), 0);
+	assert_int_equal(fresh.slots[0], sl_maglev_size(3));
+	sl_slots_free(&before);
+	sl_slots_free(&after);
+	sl_slots_free(&fresh);
+	free_service(big);
+	free_service(small);
+}
+
 static void test_maglev_large(void **state)
 {
 	__u32 *counts = calloc(1024, sizeof(*counts));
@@ -366,6 +403,7 @@ int main(void)
 		cmocka_unit_test(test_weighted_huge_scaled),
 		cmocka_unit_test(test_weighted_errors),
 		cmocka_unit_test(test_maglev),
+		cmocka_unit_test(test_maglev_keeps_size),
 		cmocka_unit_test(test_maglev_ipv6),
 		cmocka_unit_test(test_maglev_large),
 	};

@@ -88,6 +88,17 @@ __u32 sl_maglev_size(size_t n)
 	return maglev_primes[sizeof(maglev_primes) / sizeof(maglev_primes[0]) - 1];
 }
 
+__u32 sl_maglev_size_keep(size_t n, __u32 current)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(maglev_primes) / sizeof(maglev_primes[0]); i++) {
+		if (maglev_primes[i] == current && n <= current / SL_MAGLEV_MIN_SHARE)
+			return current;
+	}
+	return sl_maglev_size(n);
+}
+
 /*
  * Backend i walks permutation (offset + j * skip) % m; skip is in [1, m - 1]
  * and m is prime, so the walk visits every entry and a turn always finds a

@@ -13,6 +13,12 @@
 /* The table size for n backends: a prime with at least ~320 entries per backend. */
 __u32 sl_maglev_size(size_t n);
 
+/* Fewest table entries per backend before a table is rebuilt at a larger size. */
+#define SL_MAGLEV_MIN_SHARE 100
+
+/* current if it is one of the table sizes and holds n backends well, else sl_maglev_size(n). */
+__u32 sl_maglev_size_keep(size_t n, __u32 current);
+
 /*
  * Fills table[0..m) with indexes into keys[] (one stable string per backend,
  * such as "10.0.0.1:80"); weights[i] >= 1. m must be prime. Returns 0, or

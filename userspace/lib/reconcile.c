@@ -259,13 +259,14 @@ static void fill_backend(struct sl_backend *b, const struct sl_reg_backend *rb, 
 	b->health = SL_HEALTH_UNKNOWN;
 }
 
+/* maglev_m: the size of the table in force, kept when it still fits (slots.h). */
 static int install_table(struct reconciler *r, const struct sl_reg_service *want, __u32 svc_id,
-			 const __u32 *ids)
+			 const __u32 *ids, __u32 maglev_m)
 {
 	struct sl_slots t = { 0 };
 	int err;
 
-	err = sl_slots_build(want, ids, &t);
+	err = sl_slots_build_keep(want, ids, maglev_m, &t);
 	if (err)
 		return fail(r, "service \"%s\": cannot build its selection table: %s",
 			    want->settings.name, strerror(-err));
@@ -313,7 +314,7 @@ static int add_service(struct reconciler *r, const struct sl_reg_service *want)
 		if (err)
 			goto out;
 	}
-	err = install_table(r, want, svc_id, ids);
+	err = install_table(r, want, svc_id, ids, 0);
 	if (!err)
 		err = write_service(r, want, svc_id, want->backend_count);
 out:
@@ -442,12 +443,29 @@ static void drop_unlisted(struct reconciler *r, const struct sl_state_service *c
 	}
 }
 
+/* Slot count of the table in force for svc_id; -ENOENT when there is none. */
+static int table_len(const struct sl_maps *m, __u32 svc_id, __u32 *len)
+{
+	__u32 inner_id, zero = 0;
+	int fd, err = 0;
+
+	if (bpf_map_lookup_elem(m->svc_slots, &svc_id, &inner_id))
+		return -errno;
+	fd = bpf_map_get_fd_by_id(inner_id);
+	if (fd < 0)
+		return -errno;
+	if (bpf_map_lookup_elem(fd, &zero, len))
+		err = -errno;
+	close(fd);
+	return err;
+}
+
 static int update_service(struct reconciler *r, const struct sl_state_service *cur,
 			  const struct sl_reg_service *want)
 {
 	const char *name = want->settings.name;
 	int table_changed, removed, err = 0, has_table;
-	__u32 *ids, svc_id = cur->v.id, inner_id;
+	__u32 *ids, svc_id = cur->v.id, len = 0;
 	char detail[192];
 
 	ids = calloc(want->backend_count + 1, sizeof(*ids));
@@ -464,7 +482,7 @@ static int update_service(struct reconciler *r, const struct sl_state_service *c
 		err = table_changed;
 		goto out;
 	}
-	has_table = !bpf_map_lookup_elem(r->m->svc_slots, &svc_id, &inner_id);
+	has_table = !table_len(r->m, svc_id, &len);
 	if (!has_table) {
 		err = record(r, SL_CHANGE_UPDATE, SL_OBJ_SERVICE, name, NULL,
 			     "selection table missing: rebuilt");
@@ -474,7 +492,8 @@ static int update_service(struct reconciler *r, const struct sl_state_service *c
 	if (r->dry_run)
 		goto out;
 	if (table_changed || !has_table || cur->v.algorithm != want->settings.algorithm)
-		err = install_table(r, want, svc_id, ids);
+		err = install_table(r, want, svc_id, ids,
+				    cur->v.algorithm == SL_ALG_MAGLEV ? len : 0);
 	if (!err && (detail[0] || cur->v.backend_count != want->backend_count))
 		err = write_service(r, want, svc_id, want->backend_count);
 	if (!err && removed)

@@ -186,7 +186,8 @@ static int format_key(const struct sl_reg_backend *b, char *buf, size_t size)
 }
 
 /* Keys are "ADDR:PORT", so a backend keeps its permutation across registry reorderings. */
-static int build_maglev(const struct sl_reg_service *svc, const __u32 *ids, struct sl_slots *out)
+static int build_maglev(const struct sl_reg_service *svc, const __u32 *ids, __u32 keep_m,
+			struct sl_slots *out)
 {
 	size_t i, n = svc->backend_count;
 	const char **keys = NULL;
@@ -194,7 +195,7 @@ static int build_maglev(const struct sl_reg_service *svc, const __u32 *ids, stru
 	char *keybuf = NULL;
 	int err;
 
-	m = sl_maglev_size(n);
+	m = sl_maglev_size_keep(n, keep_m);
 	keys = calloc(n, sizeof(*keys));
 	keybuf = calloc(n, SLOTS_KEY_LEN);
 	weights = calloc(n, sizeof(*weights));
@@ -229,6 +230,12 @@ out:
 
 int sl_slots_build(const struct sl_reg_service *svc, const __u32 *ids, struct sl_slots *out)
 {
+	return sl_slots_build_keep(svc, ids, 0, out);
+}
+
+int sl_slots_build_keep(const struct sl_reg_service *svc, const __u32 *ids, __u32 maglev_m,
+			struct sl_slots *out)
+{
 	size_t i, n = svc->backend_count;
 	int err;
 
@@ -250,7 +257,7 @@ int sl_slots_build(const struct sl_reg_service *svc, const __u32 *ids, struct sl
 	case SL_ALG_WEIGHTED:
 		return build_weighted(svc, ids, out);
 	case SL_ALG_MAGLEV:
-		return build_maglev(svc, ids, out);
+		return build_maglev(svc, ids, maglev_m, out);
 	default:
 		return -EINVAL;
 	}

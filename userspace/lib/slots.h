@@ -21,6 +21,14 @@ struct sl_slots {
  * address family, or a table longer than SL_SLOTS_MAX. On error out is empty.
  */
 int sl_slots_build(const struct sl_reg_service *svc, const __u32 *ids, struct sl_slots *out);
+/*
+ * The same, keeping a maglev table at maglev_m entries while that still gives
+ * every backend SL_MAGLEV_MIN_SHARE entries: a change of table size would
+ * move nearly every client, so removing backends never shrinks the table.
+ * maglev_m = 0 picks sl_maglev_size().
+ */
+int sl_slots_build_keep(const struct sl_reg_service *svc, const __u32 *ids, __u32 maglev_m,
+			struct sl_slots *out);
 void sl_slots_free(struct sl_slots *s);
 
 #endif

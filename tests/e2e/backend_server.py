@@ -1,0 +1,107 @@
+# SPDX-License-Identifier: MIT
+"""A backend for the end-to-end tests: answers with its own identity.
+
+Run inside a backend network namespace with Debian's /usr/bin/python3:
+
+    backend_server.py --id be1 [--tcp-port 8080] [--udp-port 5353]
+
+TCP: every request (read up to the end of the HTTP header, or 2 s of silence)
+gets an HTTP/1.0 200 reply whose body is "<id>\\n"; the connection is closed
+after the reply. The header X-Sluice-Peer carries the client address the
+server saw. UDP: every datagram is answered with "<id>\\n" from the same
+socket. Both sockets are dual-stack ([::], IPV6_V6ONLY off), so the server
+answers on the namespace's IPv4 and IPv6 addresses alike.
+
+Prints "READY <id>" on stdout once both sockets listen; exits on SIGTERM.
+"""
+import argparse
+import signal
+import socket
+import sys
+import threading
+
+
+def dual_stack(kind, port):
+    s = socket.socket(socket.AF_INET6, kind)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    s.bind(("::", port))
+    return s
+
+
+def show_addr(addr):
+    host, port = addr[0], addr[1]
+    if host.startswith("::ffff:") and "." in host:
+        host = host[len("::ffff:"):]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def serve_one(conn, addr, ident):
+    try:
+        conn.settimeout(2.0)
+        data = b""
+        while b"\r\n\r\n" not in data and b"\n\n" not in data and len(data) < 65536:
+            chunk = conn.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        body = (ident + "\n").encode()
+        head = (
+            "HTTP/1.0 200 OK\r\n"
+            "Content-Type: text/plain\r\n"
+            f"Content-Length: {len(body)}\r\n"
+            f"X-Sluice-Backend: {ident}\r\n"
+            f"X-Sluice-Peer: {show_addr(addr)}\r\n"
+            "Connection: close\r\n\r\n"
+        ).encode()
+        conn.sendall(head + body)
+    except OSError:
+        pass
+    finally:
+        try:
+            conn.close()
+        except OSError:
+            pass
+
+
+def tcp_loop(sock, ident):
+    while True:
+        try:
+            conn, addr = sock.accept()
+        except OSError:
+            return
+        threading.Thread(target=serve_one, args=(conn, addr, ident), daemon=True).start()
+
+
+def udp_loop(sock, ident):
+    reply = (ident + "\n").encode()
+    while True:
+        try:
+            _, addr = sock.recvfrom(65535)
+            sock.sendto(reply, addr)
+        except OSError:
+            continue
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--id", required=True)
+    ap.add_argument("--tcp-port", type=int, default=8080)
+    ap.add_argument("--udp-port", type=int, default=5353)
+    args = ap.parse_args()
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    tcp = dual_stack(socket.SOCK_STREAM, args.tcp_port)
+    tcp.listen(1024)
+    udp = dual_stack(socket.SOCK_DGRAM, args.udp_port)
+    threading.Thread(target=tcp_loop, args=(tcp, args.id), daemon=True).start()
+    threading.Thread(target=udp_loop, args=(udp, args.id), daemon=True).start()
+    print(f"READY {args.id}", flush=True)
+    try:
+        signal.pause()
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,349 @@
+# SPDX-License-Identifier: MIT
+"""sluicectl end to end: apply (bad documents, removal, dry run), status,
+the JSON contract of services/backends/status, bpftool's view of the maps,
+and load/unload. docs/cli-contract.md is the reference."""
+import datetime
+import hashlib
+import json
+import os
+import subprocess
+import time
+
+import pytest
+
+import sluice_e2e as E
+from sluice_e2e import be, doc, svc
+
+VIP4 = "10.96.0.10"
+VIP_API = "10.96.0.11"
+VIP_DNS = "10.96.0.53"
+PORT = 80
+
+SERVICE_KEYS = {"name", "id", "vip", "port", "protocol", "family", "algorithm", "backend_count",
+                "selected", "panic_selected", "refused", "affinity_timeout_s",
+                "panic_threshold_percent"}
+BACKEND_KEYS = {"service", "id", "address", "port", "weight", "health", "selected",
+                "established", "connect_failed", "closed"}
+STATUS_KEYS = {"pin_root", "loaded", "programs", "maps", "generation"}
+PROGRAM_KEYS = {"name", "id", "attach_type", "cgroup", "link_id", "run_cnt", "run_time_ns"}
+MAP_KEYS = {"name", "id", "type", "max_entries"}
+GENERATION_KEYS = {"generation", "applied_at", "applied_unix_ns", "sha256", "service_count",
+                   "backend_count"}
+APPLY_KEYS = {"dry_run", "generation", "sha256", "changes"}
+PROGRAMS = {f"sl_{hook}{v}" for hook in ("connect", "sendmsg", "recvmsg", "getpeername")
+            for v in (4, 6)}
+
+
+def sha256_file(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def web(topo, hosts=None, algorithm="round_robin", name="web", vip=VIP4):
+    hosts = topo.backends[:3] if hosts is None else hosts
+    return svc(name, vip, PORT, [be(h.v4) for h in hosts], algorithm)
+
+
+def backend_set(sluice, service=None):
+    """What the maps say about backends, without the counters."""
+    return sorted((b["service"], b["address"], b["port"], b["weight"])
+                  for b in sluice.backends(service))
+
+
+def service_set(sluice):
+    return sorted((s["name"], s["vip"], s["port"], s["protocol"], s["algorithm"],
+                   s["backend_count"]) for s in sluice.services())
+
+
+def served_by(sluice, topo, n=60, vip=VIP4):
+    out = sluice.client(topo.client.ns, "tcp", vip, PORT, "--count", n)
+    assert out["ok"] == n, f"connections to {vip}:{PORT} failed: {out['errors']}"
+    return set(out["backends"])
+
+
+# --- apply: invalid documents ------------------------------------------------------------
+
+def bad_service(topo):
+    return svc("checkout", VIP_API, PORT, [be(h.v4) for h in topo.backends], "round_robin")
+
+
+def mutate(fn):
+    def build(topo):
+        s = bad_service(topo)
+        fn(s)
+        # web gains be4 as well: had the bad document been applied in part, it would show.
+        return doc(web(topo, topo.backends), s)
+    return build
+
+
+def dup_vip(topo):
+    dup = bad_service(topo)
+    dup["name"] = "checkout-dup"
+    return doc(web(topo, topo.backends), bad_service(topo), dup)
+
+
+def too_many(topo):
+    s = bad_service(topo)
+    s["backends"] = [be(f"10.201.{i // 250}.{i % 250 + 1}") for i in range(1025)]
+    return doc(web(topo, topo.backends), s)
+
+
+def malformed(topo):
+    return json.dumps(doc(web(topo, topo.backends), bad_service(topo)))[:-7]
+
+
+BAD_DOCUMENTS = [
+    # (id, document builder, words the message must contain)
+    ("invalid-vip", mutate(lambda s: s.update(vip="10.96.0.300")), ["checkout", "vip"]),
+    ("invalid-backend-address",
+     mutate(lambda s: s["backends"][1].update(address="10.200.0.999")), ["checkout", "address"]),
+    ("service-port-0", mutate(lambda s: s.update(port=0)), ["checkout", "port"]),
+    ("service-port-65536", mutate(lambda s: s.update(port=65536)), ["checkout", "port"]),
+    ("backend-port-0", mutate(lambda s: s["backends"][0].update(port=0)), ["checkout", "port"]),
+    ("unknown-algorithm", mutate(lambda s: s["lb"].update(algorithm="fastest")),
+     ["checkout", "algorithm"]),
+    ("duplicate-vip", dup_vip, ["checkout-dup", "vip"]),
+    ("weight-0", mutate(lambda s: s["backends"][2].update(weight=0)), ["checkout", "weight"]),
+    ("too-many-backends", too_many, ["checkout", "backends"]),
+    ("malformed-json", malformed, ["JSON"]),
+]
+
+
+@pytest.mark.parametrize("build,words", [(b, w) for _, b, w in BAD_DOCUMENTS],
+                         ids=[i for i, _, _ in BAD_DOCUMENTS])
+def test_bad_apply_changes_nothing(sluice, topo, build, words):
+    good_path, _ = sluice.apply(doc(web(topo)))
+    status = sluice.status()["generation"]
+    backends, services = backend_set(sluice), service_set(sluice)
+    assert served_by(sluice, topo) == {h.identity for h in topo.backends[:3]}
+
+    path = sluice.write_doc(build(topo))
+    p = sluice.ctl("apply", path)
+    assert p.returncode == 1, f"apply of a bad document exited {p.returncode}: {p.stderr}"
+    msg = p.stderr.strip()
+    assert msg.startswith("sluicectl:"), f"error message: {msg!r}"
+    for w in words:
+        assert w in msg, f"the error must name {w!r}: {msg!r}"
+
+    pj = sluice.ctl("-j", "apply", path)
+    assert pj.returncode == 1
+    err = json.loads(pj.stdout)
+    assert set(err) == {"error"} and isinstance(err["error"], str), pj.stdout
+    for w in words:
+        assert w in err["error"], f"the JSON error must name {w!r}: {err}"
+
+    assert sluice.status()["generation"] == status, "a rejected apply changed the generation"
+    assert backend_set(sluice) == backends, "a rejected apply changed the backends"
+    assert service_set(sluice) == services, "a rejected apply changed the services"
+    assert served_by(sluice, topo) == {h.identity for h in topo.backends[:3]}
+    out = sluice.client(topo.client.ns, "tcp", VIP_API, PORT, "--count", 2, "--timeout", 1)
+    assert out["errors"] == {"ENETUNREACH": 2}, f"the rejected service is live: {out}"
+
+
+# --- apply: replacing, removing, dry run -------------------------------------------------
+
+def test_apply_removes_what_is_gone(sluice, topo):
+    dns = svc("dns", VIP_DNS, 53, [be(h.v4, 5353) for h in topo.backends[:2]], "random",
+              protocol="udp")
+    sluice.apply(doc(web(topo, topo.backends), dns))
+    assert {s["name"] for s in sluice.services()} == {"web", "dns"}
+    assert served_by(sluice, topo) == {h.identity for h in topo.backends}
+    out = sluice.client(topo.client.ns, "udp", VIP_DNS, 53, "--count", 4)
+    assert out["ok"] == 4, out
+
+    keep = topo.backends[:2]
+    _, res = sluice.apply(doc(web(topo, keep)))
+    ops = {(c["op"], c["object"], c["service"], c.get("backend")) for c in res["changes"]}
+    assert ("remove", "service", "dns", None) in ops, res["changes"]
+    for h in topo.backends[2:]:
+        assert ("remove", "backend", "web", f"{h.v4}:8080") in ops, res["changes"]
+
+    assert [s["name"] for s in sluice.services()] == ["web"]
+    assert backend_set(sluice) == sorted(("web", h.v4, 8080, 1) for h in keep)
+    assert served_by(sluice, topo, n=40) == {h.identity for h in keep}
+    out = sluice.client(topo.client.ns, "udp", VIP_DNS, 53, "--count", 1, "--timeout", 1)
+    assert out["errors"] == {"ENETUNREACH": 1}, f"the removed UDP service still answers: {out}"
+
+
+def test_dry_run_changes_nothing(sluice, topo):
+    sluice.apply(doc(web(topo)))
+    status = sluice.status()["generation"]
+    backends, services = backend_set(sluice), service_set(sluice)
+
+    new = doc(web(topo, topo.backends), bad_service(topo))
+    path = sluice.write_doc(new)
+    res = sluice.ctl_json("apply", path, "--dry-run")
+    assert set(res) == APPLY_KEYS
+    assert res["dry_run"] is True and res["generation"] is None
+    assert res["sha256"] == sha256_file(path)
+    ops = {(c["op"], c["object"], c["service"], c.get("backend")) for c in res["changes"]}
+    assert ("add", "service", "checkout", None) in ops, res["changes"]
+    assert ("add", "backend", "web", f"{topo.backends[3].v4}:8080") in ops, res["changes"]
+
+    human = sluice.ctl("apply", path, "--dry-run")
+    assert human.returncode == 0, human.stderr
+    assert any(line.startswith("+") for line in human.stdout.splitlines()), human.stdout
+
+    assert sluice.status()["generation"] == status
+    assert backend_set(sluice) == backends
+    assert service_set(sluice) == services
+    assert served_by(sluice, topo) == {h.identity for h in topo.backends[:3]}
+
+
+def test_apply_output_lists_changes(sluice, topo):
+    sluice.apply(doc(web(topo)))
+    changed = web(topo)
+    changed["backends"][0]["weight"] = 5
+    changed["lb"]["algorithm"] = "weighted"
+    _, res = sluice.apply(doc(changed))
+    assert set(res) == APPLY_KEYS
+    assert res["dry_run"] is False and isinstance(res["generation"], int)
+    for c in res["changes"]:
+        expect = {"op", "object", "service", "detail"} | ({"backend"} if
+                                                           c["object"] == "backend" else set())
+        assert set(c) == expect, c
+        assert c["op"] in ("add", "remove", "update") and c["object"] in ("service", "backend")
+    assert any(c["op"] == "update" for c in res["changes"]), res["changes"]
+    # The same document again changes nothing.
+    _, res2 = sluice.apply(doc(changed))
+    assert res2["changes"] == [], res2
+
+
+# --- status ----------------------------------------------------------------------------
+
+def test_status_generation_and_checksum(sluice, topo):
+    path1, res1 = sluice.apply(doc(web(topo)))
+    st1 = sluice.status()
+    g1 = st1["generation"]
+    assert set(g1) == GENERATION_KEYS
+    assert g1["generation"] == res1["generation"]
+    assert g1["sha256"] == sha256_file(path1) == res1["sha256"]
+    assert (g1["service_count"], g1["backend_count"]) == (1, 3)
+
+    path2, res2 = sluice.apply(doc(web(topo, topo.backends), bad_service(topo)))
+    g2 = sluice.status()["generation"]
+    assert g2["generation"] == g1["generation"] + 1 == res2["generation"]
+    assert g2["sha256"] == sha256_file(path2) != g1["sha256"]
+    assert (g2["service_count"], g2["backend_count"]) == (2, 8)
+    assert g2["applied_unix_ns"] >= g1["applied_unix_ns"]
+    assert abs(g2["applied_unix_ns"] - time.time_ns()) < 120 * 10**9
+    at = datetime.datetime.fromisoformat(g2["applied_at"].replace("Z", "+00:00"))
+    assert at.utcoffset() == datetime.timedelta(0), g2["applied_at"]
+    assert abs(at.timestamp() - g2["applied_unix_ns"] / 1e9) < 1.0
+
+
+def test_status_shows_what_is_loaded(sluice):
+    st = sluice.status()
+    assert set(st) == STATUS_KEYS
+    assert st["loaded"] is True
+    assert os.path.realpath(st["pin_root"]) == os.path.realpath(sluice.pin_root)
+    for p in st["programs"]:
+        assert set(p) == PROGRAM_KEYS, p
+        assert os.path.realpath(p["cgroup"]) == os.path.realpath(sluice.cgroup), p
+        assert isinstance(p["id"], int) and isinstance(p["link_id"], int)
+    assert {p["name"] for p in st["programs"]} == PROGRAMS
+    for m in st["maps"]:
+        assert set(m) == MAP_KEYS, m
+    assert {"sl_services", "sl_backends", "sl_generation"} <= {m["name"] for m in st["maps"]}
+    attached = E.bpftool_json("cgroup", "show", sluice.cgroup) or []
+    assert {a["name"] for a in attached} == PROGRAMS, attached
+
+
+# --- services / backends JSON contract ----------------------------------------------------
+
+def test_services_and_backends_json_contract(sluice, topo):
+    dns = svc("dns", VIP_DNS, 53, [be(h.v6, 5353, 2) for h in topo.backends[:2]], "maglev",
+              protocol="udp")
+    dns["vip"] = "fd00:96::53"
+    sluice.apply(doc(web(topo), dns))
+
+    services = sluice.services()
+    assert isinstance(services, list) and len(services) == 2
+    for s in services:
+        assert set(s) == SERVICE_KEYS, s
+        assert isinstance(s["refused"], dict) and "no_backend" in s["refused"], s
+        assert all(isinstance(v, int) for v in s["refused"].values())
+        for k in ("id", "port", "backend_count", "selected", "panic_selected"):
+            assert isinstance(s[k], int), (k, s)
+    by = {s["name"]: s for s in services}
+    assert (by["web"]["vip"], by["web"]["port"], by["web"]["protocol"], by["web"]["family"],
+            by["web"]["algorithm"], by["web"]["backend_count"]) == \
+        (VIP4, PORT, "tcp", "ipv4", "round_robin", 3)
+    assert (by["dns"]["vip"], by["dns"]["port"], by["dns"]["protocol"], by["dns"]["family"],
+            by["dns"]["algorithm"], by["dns"]["backend_count"]) == \
+        ("fd00:96::53", 53, "udp", "ipv6", "maglev", 2)
+
+    backends = sluice.backends()
+    assert len(backends) == 5
+    for b in backends:
+        assert set(b) == BACKEND_KEYS, b
+        assert b["health"] in ("unknown", "up", "down")
+        for k in ("id", "port", "weight", "selected", "established", "connect_failed",
+                  "closed"):
+            assert isinstance(b[k], int), (k, b)
+    assert sorted((b["address"], b["port"], b["weight"]) for b in sluice.backends("dns")) == \
+        sorted((h.v6, 5353, 2) for h in topo.backends[:2])
+    assert {b["service"] for b in sluice.backends("web")} == {"web"}
+
+    p = sluice.ctl("backends", "no-such-service")
+    assert p.returncode == 1, f"unknown service: exit {p.returncode}"
+    assert p.stderr.startswith("sluicectl:"), p.stderr
+    pj = sluice.ctl("-j", "backends", "no-such-service")
+    assert pj.returncode == 1 and set(json.loads(pj.stdout)) == {"error"}, pj.stdout
+
+    human = sluice.ctl("services")
+    assert human.returncode == 0
+    assert sum(1 for line in human.stdout.splitlines() if "web" in line) == 1, human.stdout
+
+
+# --- bpftool -------------------------------------------------------------------------
+
+def test_bpftool_dump_has_named_fields(sluice, topo):
+    sluice.apply(doc(web(topo)))
+    entries = E.bpftool_json("map", "dump", "pinned", os.path.join(sluice.pin_root,
+                                                                   "sl_services"))
+    assert len(entries) == 1, entries
+    f = entries[0].get("formatted")
+    assert f is not None, f"no 'formatted' (BTF) in bpftool's dump: {entries[0]}"
+    assert {"vip", "port", "proto", "family"} <= set(f["key"]), f["key"]
+    assert {"id", "backend_count", "algorithm", "name"} <= set(f["value"]), f["value"]
+    assert "web" in json.dumps(f["value"]["name"]), f["value"]["name"]
+    for name in ("sl_backends", "sl_generation"):
+        entries = E.bpftool_json("map", "dump", "pinned", os.path.join(sluice.pin_root, name))
+        assert entries and all("formatted" in e for e in entries), (name, entries[:1])
+
+
+# --- load / unload -------------------------------------------------------------------------
+
+def test_load_twice_then_unload_leaves_nothing(private_sluice, topo):
+    s = private_sluice()
+    again = s.load()
+    assert again.returncode == 0
+    st = s.status()
+    assert st["loaded"] is True and st["generation"] is None, "nothing applied yet: " + str(st)
+    assert {p["name"] for p in st["programs"]} == PROGRAMS
+    assert s.ctl_json("services") in (None, []), "nothing applied yet"
+    prog_ids = [p["id"] for p in st["programs"]]
+    attached = E.bpftool_json("cgroup", "show", s.cgroup) or []
+    assert sorted(a["name"] for a in attached) == sorted(PROGRAMS), \
+        f"after loading twice, {s.cgroup} has: {attached}"
+
+    s.apply(doc(web(topo)))
+    assert served_by(s, topo, n=12) == {h.identity for h in topo.backends[:3]}
+
+    p = s.unload()
+    assert p.returncode == 0, f"unload: exit {p.returncode}: {p.stderr}"
+    assert not os.path.exists(s.pin_root), f"pins left: {E.list_pins(s.pin_root)}"
+    assert (E.bpftool_json("cgroup", "show", s.cgroup) or []) == []
+    deadline = time.monotonic() + 3
+    alive = prog_ids
+    while alive and time.monotonic() < deadline:
+        alive = [i for i in prog_ids
+                 if subprocess.run(["bpftool", "prog", "show", "id", str(i)],
+                                     capture_output=True).returncode == 0]
+        time.sleep(0.05 if alive else 0)
+    assert not alive, f"programs still exist after unload: ids {alive}"
+    out = s.client(topo.client.ns, "tcp", VIP4, PORT, "--count", 2, "--timeout", 1)
+    assert out["errors"] == {"ENETUNREACH": 2}, f"VIP still balanced after unload: {out}"
+    out = s.client(topo.client.ns, "tcp", topo.backends[0].v4, 8080, "--count", 2)
+    assert out["backends"] == {topo.backends[0].identity: 2}
