@@ -122,13 +122,40 @@ static __always_inline void remember_vip(struct bpf_sock_addr *ctx, const struct
 	bpf_map_update_elem(&sl_revnat, &key, &val, BPF_ANY);
 }
 
-static __always_inline int balance(struct bpf_sock_addr *ctx, struct sock_target *t, const int v6)
+/*
+ * A TCP connect to a backend holds one of its live slots from now until the
+ * socket closes, and its outcome is owed to the breaker: sockops and
+ * sock_release settle both, once, through the socket's sl_sock storage.
+ */
+static __always_inline void follow_connection(struct bpf_sock_addr *ctx,
+					      const struct sl_svc_key *key,
+					      const struct choice *c, __u64 now)
+{
+	struct bpf_sock *sk = ctx->sk;
+	struct sl_sock_state *st;
+
+	if (!sk)
+		return;
+	st = bpf_sk_storage_get(&sl_sock, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!st)
+		return;
+	/* connect() again on the same socket: the earlier attempt failed. */
+	sock_settle(st, 0, now);
+	sock_release_live(st);
+	st->svc = *key;
+	st->backend_id = c->id;
+	st->flags = SL_SOCK_LIVE | SL_SOCK_PENDING | (c->probe ? SL_SOCK_PROBE : 0);
+	live_add(c->id, 1);
+}
+
+static __always_inline int balance(struct bpf_sock_addr *ctx, struct sock_target *t, const int v6,
+				   const int is_connect)
 {
 	struct sl_svc_key key = {};
 	struct sl_service *svc;
 	struct sl_backend *be;
-	__u64 client = 0;
-	__u32 id;
+	struct choice c;
+	__u64 client = 0, now;
 
 	key.vip = t->addr;
 	key.port = t->port;
@@ -138,20 +165,23 @@ static __always_inline int balance(struct bpf_sock_addr *ctx, struct sock_target
 	if (!svc)
 		return SK_PASS;
 
-	if (svc->algorithm == SL_ALG_MAGLEV)
+	now = bpf_ktime_get_ns();
+	if (svc->algorithm == SL_ALG_MAGLEV || svc->affinity_timeout_s)
 		client = client_identity(ctx);
-	id = select_backend(svc, client);
-	be = id ? bpf_map_lookup_elem(&sl_backends, &id) : NULL;
+	select_backend(svc, client, now, &c);
+	be = c.id ? bpf_map_lookup_elem(&sl_backends, &c.id) : NULL;
 	/* A backend of the other family cannot be reached from this socket. */
 	if (!be || be->family != t->family) {
-		count_refused(svc->id, SL_REASON_NO_BACKEND);
+		count_refused(svc->id, c.id ? SL_REASON_NO_BACKEND : c.reason);
 		bpf_set_retval(-ECONNREFUSED);
 		return SK_REFUSE;
 	}
 
 	write_target(ctx, t, &be->addr, be->port, v6);
 	remember_vip(ctx, t, be);
-	count_selected(svc->id, id);
+	count_selected(svc->id, &c);
+	if (is_connect && key.proto == IPPROTO_TCP)
+		follow_connection(ctx, &key, &c, now);
 	return SK_PASS;
 }
 
@@ -177,7 +207,7 @@ int sl_connect4(struct bpf_sock_addr *ctx)
 	struct sock_target t = {};
 
 	read_target4(ctx, &t);
-	return balance(ctx, &t, 0);
+	return balance(ctx, &t, 0, 1);
 }
 
 SEC("cgroup/connect6")
@@ -186,7 +216,7 @@ int sl_connect6(struct bpf_sock_addr *ctx)
 	struct sock_target t = {};
 
 	read_target6(ctx, &t);
-	return balance(ctx, &t, 1);
+	return balance(ctx, &t, 1, 1);
 }
 
 SEC("cgroup/sendmsg4")
@@ -195,7 +225,7 @@ int sl_sendmsg4(struct bpf_sock_addr *ctx)
 	struct sock_target t = {};
 
 	read_target4(ctx, &t);
-	return balance(ctx, &t, 0);
+	return balance(ctx, &t, 0, 0);
 }
 
 SEC("cgroup/sendmsg6")
@@ -204,7 +234,7 @@ int sl_sendmsg6(struct bpf_sock_addr *ctx)
 	struct sock_target t = {};
 
 	read_target6(ctx, &t);
-	return balance(ctx, &t, 1);
+	return balance(ctx, &t, 1, 0);
 }
 
 SEC("cgroup/recvmsg4")

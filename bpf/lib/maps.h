@@ -5,7 +5,8 @@
  * reload reuses them.
  *
  * Atomicity per service: a service's backend set lives in one inner array of
- * sl_svc_slots (slot 0 = count, slots 1..n = backend ids). The reconciler
+ * sl_svc_slots: slot 0 = T, slots 1..T = the selection table, slot T+1 = B,
+ * slots T+2..T+1+B = every backend id once (the fallback scan). The reconciler
  * fills a brand-new inner map and then replaces the outer entry in one
  * update; a program that looked up the old inner map keeps reading it whole
  * (the kernel frees it only after an RCU grace period), so a connect racing
@@ -24,6 +25,7 @@
 #include "sluice/revnat.h"
 #include "sluice/stats.h"
 #include "sluice/generation.h"
+#include "sluice/breaker.h"
 
 /* VIP:port/proto -> service settings; written by the reconciler. */
 struct {
@@ -98,6 +100,54 @@ struct {
 	__type(value, struct sl_be_stats);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } sl_be_stats SEC(".maps");
+
+/* backend id -> breaker state; transitions by sockops and selection, resets by sluicectl. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, SL_MAX_BACKENDS);
+	__type(key, __u32);
+	__type(value, struct sl_breaker);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sl_breakers SEC(".maps");
+
+/*
+ * backend id -> live TCP connections (reserved at connect, released once at
+ * close); atomic adds from every CPU. Signed: a count is read as 0 below 0.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, SL_MAX_BACKENDS);
+	__type(key, __u32);
+	__type(value, __s32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sl_live SEC(".maps");
+
+/* service id -> ejected backend count; atomic adds by the breaker, recounted by the reconciler. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, SL_MAX_SERVICES);
+	__type(key, __u32);
+	__type(value, struct sl_svc_state);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sl_svc_state SEC(".maps");
+
+/* TCP socket -> the backend it was balanced to; freed with the socket. Written at connect. */
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct sl_sock_state);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sl_sock SEC(".maps");
+
+/* (client, service id) -> backend and last use; written at connect for affinity services. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, SL_AFFINITY_MAX);
+	__type(key, struct sl_affinity_key);
+	__type(value, struct sl_affinity);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sl_affinity SEC(".maps");
 
 /* Which registry document is live; one entry written by the reconciler after each apply. */
 struct {

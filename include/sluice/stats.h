@@ -13,6 +13,7 @@ enum sl_reason {
 	SL_REASON_MAX_CONNECTIONS = 3,
 	SL_REASON_RATE_SERVICE = 4,
 	SL_REASON_RATE_CLIENT = 5,
+	SL_REASON_UNHEALTHY = 6,	/* marked down by the health checker */
 	SL_REASON_COUNT = 8,
 };
 
@@ -26,11 +27,15 @@ _Static_assert(sizeof(struct sl_svc_stats) == 80, "ABI: sl_svc_stats");
 
 /* Value of sl_be_stats (PERCPU_ARRAY indexed by backend id). */
 struct sl_be_stats {
-	__u64 selected;
-	__u64 established;
-	__u64 connect_failed;
-	__u64 closed;
+	__u64 selected;	      /* connects and datagrams sent to it */
+	__u64 established;    /* TCP handshakes completed */
+	__u64 connect_failed; /* refused, reset, timed out, unreachable or given up */
+	__u64 closed;	      /* live TCP connections that ended */
+	__u64 panic_selected; /* selected while its service was in panic */
+	__u64 probes;	      /* half-open probe connections admitted */
+	__u64 ejections;      /* times its breaker opened */
+	__u64 skipped[SL_REASON_COUNT]; /* passed over at selection, by reason */
 };
-_Static_assert(sizeof(struct sl_be_stats) == 32, "ABI: sl_be_stats");
+_Static_assert(sizeof(struct sl_be_stats) == 120, "ABI: sl_be_stats");
 
 #endif

@@ -31,7 +31,7 @@ GENERATION_KEYS = {"generation", "applied_at", "applied_unix_ns", "sha256", "ser
                    "backend_count"}
 APPLY_KEYS = {"dry_run", "generation", "sha256", "changes"}
 PROGRAMS = {f"sl_{hook}{v}" for hook in ("connect", "sendmsg", "recvmsg", "getpeername")
-            for v in (4, 6)}
+            for v in (4, 6)} | {"sl_sockops", "sl_sock_release"}
 
 
 def sha256_file(path):

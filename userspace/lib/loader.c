@@ -19,8 +19,36 @@
 #include "loader.h"
 #include "maps.h"
 #include "sock_lb.skel.h"
+#include "sockops.skel.h"
 
 #define BPFFS_MOUNT "/sys/fs/bpf"
+
+/* The BPF objects, loaded in this order; all of them share the pinned maps. */
+static const struct datapath_obj {
+	const char *name;
+	const void *(*elf_bytes)(size_t *size);
+} datapath_objs[] = {
+	{ "sock_lb", sock_lb_bpf__elf_bytes },
+	{ "sockops", sockops_bpf__elf_bytes },
+};
+
+#define for_each_datapath_obj(d) \
+	for (d = datapath_objs; d < datapath_objs + sizeof(datapath_objs) / sizeof(datapath_objs[0]); d++)
+
+/* Opens (does not load) one of the objects; pin_root may be NULL when only names are wanted. */
+static struct bpf_object *open_obj(const struct datapath_obj *d, const char *pin_root)
+{
+	LIBBPF_OPTS(bpf_object_open_opts, opts, .object_name = d->name, .pin_root_path = pin_root);
+	struct bpf_object *obj;
+	const void *bytes;
+	size_t size;
+
+	bytes = d->elf_bytes(&size);
+	obj = bpf_object__open_mem(bytes, size, &opts);
+	if (!obj)
+		log_err("cannot open the %s BPF object: %s", d->name, strerror(errno));
+	return obj;
+}
 
 int sl_cgroup2_root(char *buf, size_t size)
 {
@@ -199,13 +227,48 @@ static int obj_path(char *buf, size_t size, const char *pin_root, const char *di
 	return 0;
 }
 
+/* Loads one object and pins and attaches each of its programs. */
+static int load_obj(const struct datapath_obj *d, const struct sl_load_opts *o, const char *cgroup,
+		    int cg_fd, int *prog_count)
+{
+	struct bpf_program *prog;
+	struct bpf_object *obj;
+	char path[PATH_MAX];
+	int err;
+
+	obj = open_obj(d, o->pin_root);
+	if (!obj)
+		return -errno;
+	err = bpf_object__load(obj);
+	if (err) {
+		log_err("cannot load the %s BPF programs: %s (a map pinned under %s with another layout, from another sluice version, also fails: 'sluicectl unload' first; -d shows libbpf's log)",
+			d->name, strerror(-err), o->pin_root);
+		goto out;
+	}
+	bpf_object__for_each_program(prog, obj) {
+		const char *name = bpf_program__name(prog);
+
+		err = obj_path(path, sizeof(path), o->pin_root, "progs", name);
+		if (!err)
+			err = pin_prog(prog, path);
+		if (!err)
+			err = obj_path(path, sizeof(path), o->pin_root, "links", name);
+		if (!err)
+			err = attach_prog(prog, cgroup, cg_fd, path);
+		if (err)
+			goto out;
+		(*prog_count)++;
+	}
+out:
+	bpf_object__close(obj);
+	return err;
+}
+
 int sl_load(const struct sl_load_opts *o)
 {
-	LIBBPF_OPTS(bpf_object_open_opts, open_opts, .pin_root_path = o->pin_root);
 	char cgroup[PATH_MAX], path[PATH_MAX];
-	struct sock_lb_bpf *skel = NULL;
-	struct bpf_program *prog;
-	int cg_fd = -1, lock_fd = -1, err;
+	const struct datapath_obj *d;
+	int cg_fd = -1, lock_fd = -1, err, progs = 0;
 
 	if (geteuid() != 0) {
 		log_err("must run as root: loading and attaching BPF programs needs CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN");
@@ -233,35 +296,14 @@ int sl_load(const struct sl_load_opts *o)
 		log_err("cannot open cgroup %s: %s", cgroup, strerror(-err));
 		goto out;
 	}
-	skel = sock_lb_bpf__open_opts(&open_opts);
-	if (!skel) {
-		err = -errno;
-		log_err("cannot open the sock_lb BPF object: %s", strerror(-err));
-		goto out;
-	}
-	err = sock_lb_bpf__load(skel);
-	if (err) {
-		log_err("cannot load the sock_lb BPF programs: %s (a map pinned under %s with another layout, from another sluice version, also fails: 'sluicectl unload' first; -d shows libbpf's log)",
-			strerror(-err), o->pin_root);
-		goto out;
-	}
-	bpf_object__for_each_program(prog, skel->obj) {
-		const char *name = bpf_program__name(prog);
-
-		err = obj_path(path, sizeof(path), o->pin_root, "progs", name);
-		if (!err)
-			err = pin_prog(prog, path);
-		if (!err)
-			err = obj_path(path, sizeof(path), o->pin_root, "links", name);
-		if (!err)
-			err = attach_prog(prog, cgroup, cg_fd, path);
+	for_each_datapath_obj(d) {
+		err = load_obj(d, o, cgroup, cg_fd, &progs);
 		if (err)
 			goto out;
 	}
-	log_info("loaded: %d programs attached to %s, maps pinned under %s",
-		 skel->skeleton->prog_cnt, cgroup, o->pin_root);
+	log_info("loaded: %d programs attached to %s, maps pinned under %s", progs, cgroup,
+		 o->pin_root);
 out:
-	sock_lb_bpf__destroy(skel);
 	if (cg_fd >= 0)
 		close(cg_fd);
 	close(lock_fd);
@@ -292,11 +334,42 @@ static int remove_dir(const char *path)
 	return 0;
 }
 
-int sl_unload(const char *pin_root)
+/* Removes the pins of one object's links, programs and maps (a pin already gone is fine). */
+static int unpin_obj(struct bpf_object *obj, const char *pin_root, int *removed)
 {
-	struct sock_lb_bpf *skel;
 	struct bpf_program *prog;
 	struct bpf_map *map;
+	char path[PATH_MAX];
+	int err = 0;
+
+	/* Links first: unpinning the last reference detaches the program. */
+	bpf_object__for_each_program(prog, obj) {
+		if (!err)
+			err = obj_path(path, sizeof(path), pin_root, "links", bpf_program__name(prog));
+		if (!err)
+			err = remove_pin(path, removed);
+	}
+	bpf_object__for_each_program(prog, obj) {
+		if (!err)
+			err = obj_path(path, sizeof(path), pin_root, "progs", bpf_program__name(prog));
+		if (!err)
+			err = remove_pin(path, removed);
+	}
+	bpf_object__for_each_map(map, obj) {
+		if (!bpf_map__pin_path(map))
+			continue; /* internal maps (.rodata...) are never pinned */
+		if (!err && sl_pin_path(path, sizeof(path), pin_root, bpf_map__name(map)))
+			err = -ENAMETOOLONG;
+		if (!err)
+			err = remove_pin(path, removed);
+	}
+	return err;
+}
+
+int sl_unload(const char *pin_root)
+{
+	const struct datapath_obj *d;
+	struct bpf_object *obj;
 	char path[PATH_MAX];
 	int lock_fd, err = 0, removed = 0;
 
@@ -311,36 +384,18 @@ int sl_unload(const char *pin_root)
 	lock_fd = sl_lock_pin_root(pin_root);
 	if (lock_fd < 0)
 		return lock_fd;
-	/* Opened, never loaded: the object only names what load created. */
-	skel = sock_lb_bpf__open();
-	if (!skel) {
-		err = -errno;
-		log_err("cannot open the sock_lb BPF object: %s", strerror(-err));
-		goto out;
+	/* Opened, never loaded: the objects only name what load created. */
+	for_each_datapath_obj(d) {
+		obj = open_obj(d, NULL);
+		if (!obj) {
+			err = -errno;
+			goto out;
+		}
+		err = unpin_obj(obj, pin_root, &removed);
+		bpf_object__close(obj);
+		if (err)
+			goto out;
 	}
-	/* Links first: unpinning the last reference detaches the program. */
-	bpf_object__for_each_program(prog, skel->obj) {
-		if (!err)
-			err = obj_path(path, sizeof(path), pin_root, "links", bpf_program__name(prog));
-		if (!err)
-			err = remove_pin(path, &removed);
-	}
-	bpf_object__for_each_program(prog, skel->obj) {
-		if (!err)
-			err = obj_path(path, sizeof(path), pin_root, "progs", bpf_program__name(prog));
-		if (!err)
-			err = remove_pin(path, &removed);
-	}
-	bpf_object__for_each_map(map, skel->obj) {
-		if (!bpf_map__pin_path(map))
-			continue; /* internal maps (.rodata...) are never pinned */
-		if (!err && sl_pin_path(path, sizeof(path), pin_root, bpf_map__name(map)))
-			err = -ENAMETOOLONG;
-		if (!err)
-			err = remove_pin(path, &removed);
-	}
-	if (err)
-		goto out;
 	snprintf(path, sizeof(path), "%s/links", pin_root);
 	err = remove_dir(path);
 	snprintf(path, sizeof(path), "%s/progs", pin_root);
@@ -349,7 +404,6 @@ int sl_unload(const char *pin_root)
 	if (!err)
 		log_info("unloaded: removed %d pinned objects under %s", removed, pin_root);
 out:
-	sock_lb_bpf__destroy(skel);
 	close(lock_fd);
 	return err;
 }
@@ -439,24 +493,27 @@ static void read_map_status(const char *pin_root, const char *name, struct sl_ma
 
 int sl_status_read(const char *pin_root, struct sl_status *st)
 {
-	struct sock_lb_bpf *skel;
+	const struct datapath_obj *d;
 	struct bpf_program *prog;
+	struct bpf_object *obj;
 	int attached = 0;
 
 	memset(st, 0, sizeof(*st));
-	skel = sock_lb_bpf__open();
-	if (!skel)
-		return -errno;
-	bpf_object__for_each_program(prog, skel->obj) {
-		struct sl_prog_status *p = &st->progs[st->prog_count];
+	for_each_datapath_obj(d) {
+		obj = open_obj(d, NULL);
+		if (!obj)
+			return -errno;
+		bpf_object__for_each_program(prog, obj) {
+			struct sl_prog_status *p = &st->progs[st->prog_count];
 
-		if (st->prog_count == SL_STATUS_MAX_OBJS)
-			break;
-		read_prog_status(pin_root, bpf_program__name(prog), p);
-		attached += p->link_id != 0;
-		st->prog_count++;
+			if (st->prog_count == SL_STATUS_MAX_OBJS)
+				break;
+			read_prog_status(pin_root, bpf_program__name(prog), p);
+			attached += p->link_id != 0;
+			st->prog_count++;
+		}
+		bpf_object__close(obj);
 	}
-	sock_lb_bpf__destroy(skel);
 	for (size_t i = 0; i < sl_map_count && st->map_count < SL_STATUS_MAX_OBJS; i++)
 		read_map_status(pin_root, sl_map_names[i], &st->maps[st->map_count++]);
 	st->loaded = attached == (int)st->prog_count && st->prog_count > 0;

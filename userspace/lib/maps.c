@@ -15,6 +15,8 @@
 const char *const sl_map_names[] = {
 	"sl_services", "sl_backends", "sl_svc_slots", "sl_rr",
 	"sl_revnat",   "sl_svc_stats", "sl_be_stats", "sl_generation",
+	"sl_breakers", "sl_live",      "sl_svc_state", "sl_sock",
+	"sl_affinity",
 };
 const size_t sl_map_count = sizeof(sl_map_names) / sizeof(sl_map_names[0]);
 _Static_assert(sizeof(sl_map_names) / sizeof(sl_map_names[0]) == sizeof(struct sl_maps) / sizeof(int),
@@ -27,6 +29,7 @@ static const char *const reason_names[SL_REASON_COUNT] = {
 	[SL_REASON_MAX_CONNECTIONS] = "max_connections",
 	[SL_REASON_RATE_SERVICE] = "rate_limited_service",
 	[SL_REASON_RATE_CLIENT] = "rate_limited_client",
+	[SL_REASON_UNHEALTHY] = "unhealthy",
 };
 
 const char *sl_reason_name(unsigned int reason)
@@ -161,6 +164,58 @@ int sl_generation_read(const struct sl_maps *m, struct sl_generation *out)
 	__u32 zero = 0;
 
 	if (bpf_map_lookup_elem(m->generation, &zero, out))
+		return -errno;
+	return 0;
+}
+
+const char *sl_breaker_state_name(__u32 state)
+{
+	switch (state) {
+	case SL_BREAKER_CLOSED:
+		return "closed";
+	case SL_BREAKER_OPEN:
+		return "open";
+	case SL_BREAKER_HALF_OPEN:
+		return "half_open";
+	default:
+		return "unknown";
+	}
+}
+
+int sl_breaker_read(const struct sl_maps *m, __u32 backend_id, struct sl_breaker *out)
+{
+	if (bpf_map_lookup_elem_flags(m->breakers, &backend_id, out, BPF_F_LOCK))
+		return -errno;
+	return 0;
+}
+
+int sl_breaker_reset(const struct sl_maps *m, __u32 backend_id)
+{
+	struct sl_breaker closed = { 0 };
+
+	if (bpf_map_update_elem(m->breakers, &backend_id, &closed, BPF_F_LOCK))
+		return -errno;
+	return 0;
+}
+
+__u32 sl_live_read(const struct sl_maps *m, __u32 backend_id)
+{
+	__s32 live = 0;
+
+	if (bpf_map_lookup_elem(m->live, &backend_id, &live))
+		return 0;
+	return live > 0 ? live : 0;
+}
+
+int sl_svc_state_recount(const struct sl_maps *m, __u32 svc_id, const __u32 *ids, size_t n)
+{
+	struct sl_svc_state st = { 0 };
+	struct sl_breaker b;
+
+	for (size_t i = 0; i < n; i++)
+		if (!sl_breaker_read(m, ids[i], &b) && b.state != SL_BREAKER_CLOSED)
+			st.ejected++;
+	if (bpf_map_update_elem(m->svc_state, &svc_id, &st, BPF_ANY))
 		return -errno;
 	return 0;
 }

@@ -8,6 +8,7 @@
 #include <sluice/backend.h>
 #include <sluice/stats.h>
 #include <sluice/generation.h>
+#include <sluice/breaker.h>
 
 #define SL_PIN_ROOT_DEFAULT "/sys/fs/bpf/sluice"
 
@@ -20,6 +21,11 @@ struct sl_maps {
 	int svc_stats;
 	int be_stats;
 	int generation;
+	int breakers;
+	int live;
+	int svc_state;
+	int sock;
+	int affinity;
 };
 
 /* Every pinned map by name, in the order of struct sl_maps' fields. */
@@ -42,9 +48,24 @@ int sl_stats_reset_backend(const struct sl_maps *m, __u32 backend_id);
 
 int sl_generation_read(const struct sl_maps *m, struct sl_generation *out);
 
+/* A backend's breaker, read under its spin lock. */
+int sl_breaker_read(const struct sl_maps *m, __u32 backend_id, struct sl_breaker *out);
+/* Closes a backend's breaker by hand (consecutive failures and ejections forgotten). */
+int sl_breaker_reset(const struct sl_maps *m, __u32 backend_id);
+/* Live TCP connections of a backend (0 when the count is transiently negative). */
+__u32 sl_live_read(const struct sl_maps *m, __u32 backend_id);
+/*
+ * Rewrites a service's ejected-backend count from the breakers of its
+ * backends ids[0..n). The kernel keeps it with atomic adds; a removed or
+ * reset backend needs a recount. An ejection racing the rewrite can be lost
+ * from the count until the next one (it bounds max_ejection_percent only).
+ */
+int sl_svc_state_recount(const struct sl_maps *m, __u32 svc_id, const __u32 *ids, size_t n);
+
 /* Names of enum sl_reason values for the CLI and metrics ("no_backend", ...). */
 const char *sl_reason_name(unsigned int reason);
 const char *sl_health_name(__u8 health);
+const char *sl_breaker_state_name(__u32 state);
 
 /*
  * Takes the exclusive lock of a pin root (flock on its directory), so loads,

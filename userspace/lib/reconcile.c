@@ -39,10 +39,18 @@ static int pool_init(struct id_pool *p, __u32 size, __u32 first)
 	return p->used ? 0 : -ENOMEM;
 }
 
+/*
+ * Hands out ids after the highest in use, wrapping, so a freed id is reused
+ * as late as possible: sockets still open to a removed backend settle their
+ * live count against its old id.
+ */
 static void pool_mark(struct id_pool *p, __u32 id)
 {
-	if (id < p->size)
-		p->used[id] = 1;
+	if (id >= p->size)
+		return;
+	p->used[id] = 1;
+	if (id + 1 < p->size && id + 1 > p->next)
+		p->next = id + 1;
 }
 
 static void pool_release(struct id_pool *p, __u32 id)
@@ -183,26 +191,34 @@ static void diff_settings(const struct sl_state_service *cur, const struct sl_re
 	}
 }
 
+/*
+ * Writes the selection table and then the backend list (slot T+1 = B, then B
+ * ids: bpf/lib/maps.h) into a new inner map and swaps it in.
+ */
 static int write_table(struct reconciler *r, const char *name, __u32 svc_id,
-		       const struct sl_slots *t)
+		       const struct sl_slots *t, const __u32 *ids, __u32 nids)
 {
 	LIBBPF_OPTS(bpf_map_create_opts, opts, .map_flags = BPF_F_INNER_MAP);
-	__u32 *keys = NULL, count = t->len;
+	__u32 len = t->len + 1 + nids, count = len, *keys = NULL, *values = NULL;
 	int fd, err = 0;
 
-	fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, "sl_slots", sizeof(__u32), sizeof(__u32), t->len,
+	fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, "sl_slots", sizeof(__u32), sizeof(__u32), len,
 			    &opts);
 	if (fd < 0)
 		return fail(r, "service \"%s\": cannot create its selection table (%u slots): %s",
-			    name, t->len, strerror(errno));
-	keys = malloc(t->len * sizeof(*keys));
-	if (!keys) {
+			    name, len, strerror(errno));
+	keys = malloc(len * sizeof(*keys));
+	values = malloc(len * sizeof(*values));
+	if (!keys || !values) {
 		err = -ENOMEM;
 		goto out;
 	}
-	for (__u32 i = 0; i < t->len; i++)
+	for (__u32 i = 0; i < len; i++)
 		keys[i] = i;
-	if (bpf_map_update_batch(fd, keys, t->slots, &count, NULL)) {
+	memcpy(values, t->slots, t->len * sizeof(*values));
+	values[t->len] = nids;
+	memcpy(values + t->len + 1, ids, nids * sizeof(*values));
+	if (bpf_map_update_batch(fd, keys, values, &count, NULL)) {
 		err = fail(r, "service \"%s\": cannot fill its selection table: %s", name,
 			   strerror(errno));
 		goto out;
@@ -213,8 +229,20 @@ static int write_table(struct reconciler *r, const char *name, __u32 svc_id,
 			   name, strerror(errno));
 out:
 	free(keys);
+	free(values);
 	close(fd);
 	return err;
+}
+
+/* A new backend id starts with zero counters, a closed breaker and no live connections. */
+static void reset_backend_state(struct reconciler *r, __u32 id)
+{
+	struct sl_breaker closed = { 0 };
+	__s32 zero = 0;
+
+	sl_stats_reset_backend(r->m, id);
+	bpf_map_update_elem(r->m->breakers, &id, &closed, BPF_F_LOCK);
+	bpf_map_update_elem(r->m->live, &id, &zero, BPF_ANY);
 }
 
 static int write_backend(struct reconciler *r, const char *svc, __u32 id,
@@ -270,7 +298,7 @@ static int install_table(struct reconciler *r, const struct sl_reg_service *want
 	if (err)
 		return fail(r, "service \"%s\": cannot build its selection table: %s",
 			    want->settings.name, strerror(-err));
-	err = write_table(r, want->settings.name, svc_id, &t);
+	err = write_table(r, want->settings.name, svc_id, &t, ids, want->backend_count);
 	sl_slots_free(&t);
 	return err;
 }
@@ -298,6 +326,7 @@ static int add_service(struct reconciler *r, const struct sl_reg_service *want)
 		return -ENOMEM;
 	sl_stats_reset_service(r->m, svc_id);
 	bpf_map_update_elem(r->m->rr, &svc_id, &zero, BPF_ANY);
+	sl_svc_state_recount(r->m, svc_id, NULL, 0);
 	for (size_t i = 0; i < want->backend_count; i++) {
 		struct sl_backend b;
 
@@ -309,7 +338,7 @@ static int add_service(struct reconciler *r, const struct sl_reg_service *want)
 			goto out;
 		}
 		fill_backend(&b, &want->backends[i], svc_id);
-		sl_stats_reset_backend(r->m, ids[i]);
+		reset_backend_state(r, ids[i]);
 		err = write_backend(r, name, ids[i], &b);
 		if (err)
 			goto out;
@@ -403,7 +432,7 @@ static int merge_backends(struct reconciler *r, const struct sl_state_service *c
 					break;
 				}
 				fill_backend(&b, wb, cur->v.id);
-				sl_stats_reset_backend(r->m, ids[wi[j].pos]);
+				reset_backend_state(r, ids[wi[j].pos]);
 				err = write_backend(r, name, ids[wi[j].pos], &b);
 			}
 			j++;
@@ -496,8 +525,10 @@ static int update_service(struct reconciler *r, const struct sl_state_service *c
 				    cur->v.algorithm == SL_ALG_MAGLEV ? len : 0);
 	if (!err && (detail[0] || cur->v.backend_count != want->backend_count))
 		err = write_service(r, want, svc_id, want->backend_count);
-	if (!err && removed)
+	if (!err && removed) {
 		drop_unlisted(r, cur, ids, want->backend_count);
+		sl_svc_state_recount(r->m, svc_id, ids, want->backend_count);
+	}
 out:
 	free(ids);
 	return err;

@@ -42,14 +42,6 @@ static const char *const alg_names[SL_ALG_COUNT] = {
 	[SL_ALG_LEAST_CONN] = "least_conn",
 };
 
-/* least_conn is named but not accepted: the datapath does not implement it yet. */
-static const bool alg_accepted[SL_ALG_COUNT] = {
-	[SL_ALG_RANDOM] = true,
-	[SL_ALG_ROUND_ROBIN] = true,
-	[SL_ALG_WEIGHTED] = true,
-	[SL_ALG_MAGLEV] = true,
-};
-
 static const char *const top_fields[] = { "services", NULL };
 static const char *const service_fields[] = {
 	"name", "vip", "port", "protocol", "lb", "rate_limit", "circuit_breaker", "health_check",
@@ -107,7 +99,7 @@ int sl_algorithm_parse(const char *name)
 	if (!name)
 		return -1;
 	for (alg = 0; alg < SL_ALG_COUNT; alg++)
-		if (alg_accepted[alg] && !strcmp(name, alg_names[alg]))
+		if (!strcmp(name, alg_names[alg]))
 			return alg;
 	return -1;
 }
@@ -425,8 +417,6 @@ static void list_algorithms(char *buf, size_t size)
 
 	buf[0] = '\0';
 	for (alg = 0; alg < SL_ALG_COUNT; alg++) {
-		if (!alg_accepted[alg])
-			continue;
 		n = snprintf(buf + off, size - off, "%s%s", off ? ", " : "", alg_names[alg]);
 		if (n < 0 || (size_t)n >= size - off)
 			return;

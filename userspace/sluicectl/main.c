@@ -20,6 +20,7 @@ static const struct cmd {
 	{ "apply", do_apply, 0 },
 	{ "services", do_services, 0 },
 	{ "backends", do_backends, 0 },
+	{ "breakers", do_breakers, 0 },
 };
 
 void usage(void)
@@ -33,6 +34,9 @@ void usage(void)
 		"  sluicectl apply FILE [--dry-run]   validate a registry document and program it\n"
 		"  sluicectl services                 services in the maps, with counters\n"
 		"  sluicectl backends [SERVICE]       backends in the maps, with counters\n"
+		"  sluicectl breakers [SERVICE]       circuit breaker state and live connections\n"
+		"  sluicectl breakers reset SERVICE ADDR:PORT\n"
+		"                                     close one breaker by hand\n"
 		"\n"
 		"OPTIONS: -j|--json  -p|--pretty  -d|--debug  --pin-root DIR (default %s)\n"
 		"Objects may be abbreviated to any unambiguous prefix.\n",

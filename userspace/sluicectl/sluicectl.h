@@ -28,6 +28,7 @@ int do_status(struct ctl *c);
 int do_apply(struct ctl *c);
 int do_services(struct ctl *c);
 int do_backends(struct ctl *c);
+int do_breakers(struct ctl *c);
 
 /* Prints one JSON document on stdout (stolen reference). */
 void ctl_print_json(const struct ctl *c, json_t *doc);
