@@ -23,7 +23,8 @@ SERVICE_KEYS = {"name", "id", "vip", "port", "protocol", "family", "algorithm", 
                 "selected", "panic_selected", "refused", "affinity_timeout_s",
                 "panic_threshold_percent"}
 BACKEND_KEYS = {"service", "id", "address", "port", "weight", "health", "selected",
-                "established", "connect_failed", "closed"}
+                "established", "connect_failed", "closed", "panic_selected", "probes",
+                "ejections", "skipped"}
 STATUS_KEYS = {"pin_root", "loaded", "programs", "maps", "generation"}
 PROGRAM_KEYS = {"name", "id", "attach_type", "cgroup", "link_id", "run_cnt", "run_time_ns"}
 MAP_KEYS = {"name", "id", "type", "max_entries"}

@@ -10,18 +10,31 @@
 #include "lib/state.h"
 #include "sluicectl.h"
 
+static json_t *skipped_json(const struct sl_be_stats *st)
+{
+	json_t *o = json_object();
+
+	for (unsigned int r = 0; r < SL_REASON_COUNT; r++)
+		if (sl_reason_name(r))
+			json_object_set_new(o, sl_reason_name(r), json_integer(st->skipped[r]));
+	return o;
+}
+
 static json_t *backend_json(const char *service, const struct sl_state_backend *b,
 			    const struct sl_be_stats *st)
 {
 	char addr[SL_ADDR_STRLEN];
 
-	return json_pack("{s:s,s:I,s:s,s:i,s:I,s:s,s:I,s:I,s:I,s:I}", "service", service, "id",
-			 (json_int_t)b->id, "address",
+	return json_pack("{s:s,s:I,s:s,s:i,s:I,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:o}", "service",
+			 service, "id", (json_int_t)b->id, "address",
 			 sl_addr_format(&b->v.addr, b->v.family, addr, sizeof(addr)), "port",
 			 ntohs(b->v.port), "weight", (json_int_t)b->v.weight, "health",
 			 sl_health_name(b->v.health), "selected", (json_int_t)st->selected,
 			 "established", (json_int_t)st->established, "connect_failed",
-			 (json_int_t)st->connect_failed, "closed", (json_int_t)st->closed);
+			 (json_int_t)st->connect_failed, "closed", (json_int_t)st->closed,
+			 "panic_selected", (json_int_t)st->panic_selected, "probes",
+			 (json_int_t)st->probes, "ejections", (json_int_t)st->ejections, "skipped",
+			 skipped_json(st));
 }
 
 int do_backends(struct ctl *c)
