@@ -13,6 +13,12 @@
 #include "lib/maps.h"
 #include "lib/select.h"
 
+/*
+ * Set at load (sluicectl load --no-conn-tracking): without it TCP sockets are
+ * not followed, so breakers never open and max_connections is not enforced.
+ */
+const volatile __u8 conn_tracking = 1;
+
 /* The sock_addr return convention: 1 lets the call proceed, 0 refuses it. */
 #define SK_PASS 1
 #define SK_REFUSE 0
@@ -180,7 +186,7 @@ static __always_inline int balance(struct bpf_sock_addr *ctx, struct sock_target
 	write_target(ctx, t, &be->addr, be->port, v6);
 	remember_vip(ctx, t, be);
 	count_selected(svc->id, &c);
-	if (is_connect && key.proto == IPPROTO_TCP)
+	if (conn_tracking && is_connect && key.proto == IPPROTO_TCP)
 		follow_connection(ctx, &key, &c, now);
 	return SK_PASS;
 }

@@ -13,6 +13,7 @@
 #include <unistd.h>
 #include <linux/magic.h>
 #include <bpf/bpf.h>
+#include <bpf/btf.h>
 #include <bpf/libbpf.h>
 
 #include "log.h"
@@ -27,9 +28,10 @@
 static const struct datapath_obj {
 	const char *name;
 	const void *(*elf_bytes)(size_t *size);
+	int conn_tracking; /* only loaded when connections are followed */
 } datapath_objs[] = {
-	{ "sock_lb", sock_lb_bpf__elf_bytes },
-	{ "sockops", sockops_bpf__elf_bytes },
+	{ "sock_lb", sock_lb_bpf__elf_bytes, 0 },
+	{ "sockops", sockops_bpf__elf_bytes, 1 },
 };
 
 #define for_each_datapath_obj(d) \
@@ -227,6 +229,49 @@ static int obj_path(char *buf, size_t size, const char *pin_root, const char *di
 	return 0;
 }
 
+/*
+ * Sets a `const volatile` global of obj before load, found by name in the
+ * BTF of its .rodata section. Returns -ENOENT when obj has no such variable.
+ */
+static int set_rodata(struct bpf_object *obj, const char *var, const void *val, size_t size)
+{
+	const struct btf *btf = bpf_object__btf(obj);
+	const struct btf_var_secinfo *vs;
+	const struct btf_type *sec;
+	struct bpf_map *map;
+	size_t data_size;
+	int err = -ENOENT;
+
+	bpf_object__for_each_map(map, obj) {
+		if (!bpf_map__is_internal(map) || !strstr(bpf_map__name(map), ".rodata"))
+			continue;
+		sec = btf__type_by_id(btf, bpf_map__btf_value_type_id(map));
+		if (!sec)
+			continue;
+		vs = btf_var_secinfos(sec);
+		for (__u16 i = 0; i < btf_vlen(sec); i++, vs++) {
+			const struct btf_type *v = btf__type_by_id(btf, vs->type);
+			const void *cur = bpf_map__initial_value(map, &data_size);
+			char *data;
+
+			if (strcmp(btf__name_by_offset(btf, v->name_off), var) || vs->size != size ||
+			    vs->offset + size > data_size)
+				continue;
+			data = malloc(data_size);
+			if (!data)
+				return -ENOMEM;
+			memcpy(data, cur, data_size);
+			memcpy(data + vs->offset, val, size);
+			err = bpf_map__set_initial_value(map, data, data_size);
+			free(data);
+			return err;
+		}
+	}
+	return err;
+}
+
+static int unload_obj(const struct datapath_obj *d, const char *pin_root, int maps, int *removed);
+
 /* Loads one object and pins and attaches each of its programs. */
 static int load_obj(const struct datapath_obj *d, const struct sl_load_opts *o, const char *cgroup,
 		    int cg_fd, int *prog_count)
@@ -239,6 +284,16 @@ static int load_obj(const struct datapath_obj *d, const struct sl_load_opts *o, 
 	obj = open_obj(d, o->pin_root);
 	if (!obj)
 		return -errno;
+	if (!d->conn_tracking) {
+		__u8 tracking = !o->no_conn_tracking;
+
+		err = set_rodata(obj, "conn_tracking", &tracking, sizeof(tracking));
+		if (err) {
+			log_err("cannot set conn_tracking in the %s object: %s", d->name,
+				strerror(-err));
+			goto out;
+		}
+	}
 	err = bpf_object__load(obj);
 	if (err) {
 		log_err("cannot load the %s BPF programs: %s (a map pinned under %s with another layout, from another sluice version, also fails: 'sluicectl unload' first; -d shows libbpf's log)",
@@ -268,7 +323,7 @@ int sl_load(const struct sl_load_opts *o)
 {
 	char cgroup[PATH_MAX], path[PATH_MAX];
 	const struct datapath_obj *d;
-	int cg_fd = -1, lock_fd = -1, err, progs = 0;
+	int cg_fd = -1, lock_fd = -1, err, progs = 0, unpinned = 0;
 
 	if (geteuid() != 0) {
 		log_err("must run as root: loading and attaching BPF programs needs CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN");
@@ -297,12 +352,15 @@ int sl_load(const struct sl_load_opts *o)
 		goto out;
 	}
 	for_each_datapath_obj(d) {
-		err = load_obj(d, o, cgroup, cg_fd, &progs);
+		if (d->conn_tracking && o->no_conn_tracking)
+			err = unload_obj(d, o->pin_root, 0, &unpinned);
+		else
+			err = load_obj(d, o, cgroup, cg_fd, &progs);
 		if (err)
 			goto out;
 	}
-	log_info("loaded: %d programs attached to %s, maps pinned under %s", progs, cgroup,
-		 o->pin_root);
+	log_info("loaded: %d programs attached to %s, maps pinned under %s%s", progs, cgroup,
+		 o->pin_root, o->no_conn_tracking ? " (connection tracking off)" : "");
 out:
 	if (cg_fd >= 0)
 		close(cg_fd);
@@ -334,8 +392,11 @@ static int remove_dir(const char *path)
 	return 0;
 }
 
-/* Removes the pins of one object's links, programs and maps (a pin already gone is fine). */
-static int unpin_obj(struct bpf_object *obj, const char *pin_root, int *removed)
+/*
+ * Removes the pins of one object's links and programs, and with maps its
+ * maps (shared by every object), a pin already gone being fine.
+ */
+static int unpin_obj(struct bpf_object *obj, const char *pin_root, int maps, int *removed)
 {
 	struct bpf_program *prog;
 	struct bpf_map *map;
@@ -356,7 +417,7 @@ static int unpin_obj(struct bpf_object *obj, const char *pin_root, int *removed)
 			err = remove_pin(path, removed);
 	}
 	bpf_object__for_each_map(map, obj) {
-		if (!bpf_map__pin_path(map))
+		if (!maps || !bpf_map__pin_path(map))
 			continue; /* internal maps (.rodata...) are never pinned */
 		if (!err && sl_pin_path(path, sizeof(path), pin_root, bpf_map__name(map)))
 			err = -ENAMETOOLONG;
@@ -366,10 +427,22 @@ static int unpin_obj(struct bpf_object *obj, const char *pin_root, int *removed)
 	return err;
 }
 
+/* Unpins what one object created: its links (detaching it), programs and, with maps, maps. */
+static int unload_obj(const struct datapath_obj *d, const char *pin_root, int maps, int *removed)
+{
+	struct bpf_object *obj = open_obj(d, NULL);
+	int err;
+
+	if (!obj)
+		return -errno;
+	err = unpin_obj(obj, pin_root, maps, removed);
+	bpf_object__close(obj);
+	return err;
+}
+
 int sl_unload(const char *pin_root)
 {
 	const struct datapath_obj *d;
-	struct bpf_object *obj;
 	char path[PATH_MAX];
 	int lock_fd, err = 0, removed = 0;
 
@@ -386,13 +459,7 @@ int sl_unload(const char *pin_root)
 		return lock_fd;
 	/* Opened, never loaded: the objects only name what load created. */
 	for_each_datapath_obj(d) {
-		obj = open_obj(d, NULL);
-		if (!obj) {
-			err = -errno;
-			goto out;
-		}
-		err = unpin_obj(obj, pin_root, &removed);
-		bpf_object__close(obj);
+		err = unload_obj(d, pin_root, 1, &removed);
 		if (err)
 			goto out;
 	}
@@ -493,10 +560,10 @@ static void read_map_status(const char *pin_root, const char *name, struct sl_ma
 
 int sl_status_read(const char *pin_root, struct sl_status *st)
 {
+	int required = 0, required_attached = 0, tracking = 0, tracking_attached = 0;
 	const struct datapath_obj *d;
 	struct bpf_program *prog;
 	struct bpf_object *obj;
-	int attached = 0;
 
 	memset(st, 0, sizeof(*st));
 	for_each_datapath_obj(d) {
@@ -509,15 +576,23 @@ int sl_status_read(const char *pin_root, struct sl_status *st)
 			if (st->prog_count == SL_STATUS_MAX_OBJS)
 				break;
 			read_prog_status(pin_root, bpf_program__name(prog), p);
-			attached += p->link_id != 0;
+			if (d->conn_tracking) {
+				tracking++;
+				tracking_attached += p->link_id != 0;
+			} else {
+				required++;
+				required_attached += p->link_id != 0;
+			}
 			st->prog_count++;
 		}
 		bpf_object__close(obj);
 	}
 	for (size_t i = 0; i < sl_map_count && st->map_count < SL_STATUS_MAX_OBJS; i++)
 		read_map_status(pin_root, sl_map_names[i], &st->maps[st->map_count++]);
-	st->loaded = attached == (int)st->prog_count && st->prog_count > 0;
+	/* Loaded: the balancer attached and every map pinned; tracking is optional. */
+	st->loaded = required > 0 && required_attached == required;
 	for (size_t i = 0; i < st->map_count; i++)
 		st->loaded &= st->maps[i].map_id != 0;
+	st->conn_tracking = st->loaded && tracking_attached == tracking;
 	return 0;
 }

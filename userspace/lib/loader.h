@@ -12,6 +12,7 @@
 struct sl_load_opts {
 	const char *pin_root;
 	const char *cgroup; /* NULL: the root of the cgroup v2 hierarchy */
+	int no_conn_tracking; /* leave TCP sockets unfollowed: no breakers, no live counts */
 };
 
 /* Finds the cgroup v2 mount point in /proc/mounts. Returns 0 or -ENOENT. */
@@ -43,7 +44,8 @@ struct sl_map_status {
 };
 
 struct sl_status {
-	int loaded; /* every program attached and every map pinned */
+	int loaded;	   /* the balancer's programs attached and every map pinned */
+	int conn_tracking; /* and the connection tracking programs (sockops) attached */
 	struct sl_prog_status progs[SL_STATUS_MAX_OBJS];
 	size_t prog_count;
 	struct sl_map_status maps[SL_STATUS_MAX_OBJS];

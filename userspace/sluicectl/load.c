@@ -16,7 +16,8 @@ static int no_args(struct ctl *c, const char *cmd)
 
 int do_load(struct ctl *c)
 {
-	struct sl_load_opts o = { .pin_root = c->pin_root, .cgroup = c->cgroup };
+	struct sl_load_opts o = { .pin_root = c->pin_root, .cgroup = c->cgroup,
+				  .no_conn_tracking = c->no_conn_tracking };
 	int err = no_args(c, "load");
 
 	if (err)

@@ -12,7 +12,7 @@
 static const struct cmd {
 	const char *name;
 	int (*fn)(struct ctl *c);
-	int needs_cgroup_opt;
+	int takes_load_opts;
 } cmds[] = {
 	{ "load", do_load, 1 },
 	{ "unload", do_unload, 0 },
@@ -28,7 +28,8 @@ void usage(void)
 	fprintf(stderr,
 		"Usage: sluicectl [OPTIONS] OBJECT [ARGS]\n"
 		"\n"
-		"  sluicectl load [--cgroup PATH]     load, pin and attach the datapath\n"
+		"  sluicectl load [--cgroup PATH] [--no-conn-tracking]\n"
+		"                                     load, pin and attach the datapath\n"
 		"  sluicectl unload                   detach and remove what load created\n"
 		"  sluicectl status                   what is loaded, attached where, which config is live\n"
 		"  sluicectl apply FILE [--dry-run]   validate a registry document and program it\n"
@@ -94,7 +95,8 @@ int main(int argc, char **argv)
 		{ "json", no_argument, NULL, 'j' },	    { "pretty", no_argument, NULL, 'p' },
 		{ "debug", no_argument, NULL, 'd' },	    { "help", no_argument, NULL, 'h' },
 		{ "pin-root", required_argument, NULL, 'P' }, { "cgroup", required_argument, NULL, 'C' },
-		{ "dry-run", no_argument, NULL, 'n' },	    { NULL, 0, NULL, 0 },
+		{ "dry-run", no_argument, NULL, 'n' },	    { "no-conn-tracking", no_argument, NULL, 'T' },
+		{ NULL, 0, NULL, 0 },
 	};
 	struct ctl c = { .pin_root = SL_PIN_ROOT_DEFAULT };
 	enum sl_log_level level = SL_LOG_INFO;
@@ -121,6 +123,9 @@ int main(int argc, char **argv)
 		case 'n':
 			c.dry_run = 1;
 			break;
+		case 'T':
+			c.no_conn_tracking = 1;
+			break;
 		case 'h':
 			usage();
 			return EXIT_OK;
@@ -139,8 +144,8 @@ int main(int argc, char **argv)
 	cmd = find_cmd(argv[optind]);
 	if (!cmd)
 		return EXIT_USAGE;
-	if (c.cgroup && !cmd->needs_cgroup_opt) {
-		fprintf(stderr, "sluicectl: --cgroup applies to 'load' only\n");
+	if ((c.cgroup || c.no_conn_tracking) && !cmd->takes_load_opts) {
+		fprintf(stderr, "sluicectl: --cgroup and --no-conn-tracking apply to 'load' only\n");
 		return EXIT_USAGE;
 	}
 	if (c.dry_run && cmd->fn != do_apply) {

@@ -13,6 +13,7 @@ struct ctl {
 	int json;
 	int pretty;
 	int dry_run;
+	int no_conn_tracking;
 	const char *pin_root;
 	const char *cgroup;
 	int argc; /* arguments after the object name */

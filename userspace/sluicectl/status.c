@@ -66,8 +66,9 @@ static json_t *status_json(const char *pin_root, const struct sl_status *st,
 				(json_int_t)g->service_count, "backend_count",
 				(json_int_t)g->backend_count);
 	}
-	return json_pack("{s:s,s:b,s:o,s:o,s:o}", "pin_root", pin_root, "loaded", st->loaded,
-			 "programs", progs, "maps", maps, "generation", gen);
+	return json_pack("{s:s,s:b,s:b,s:o,s:o,s:o}", "pin_root", pin_root, "loaded", st->loaded,
+			 "conn_tracking", st->conn_tracking, "programs", progs, "maps", maps,
+			 "generation", gen);
 }
 
 static void status_print(const char *pin_root, const struct sl_status *st,
@@ -75,7 +76,8 @@ static void status_print(const char *pin_root, const struct sl_status *st,
 {
 	char when[32], sha[65];
 
-	printf("pin root   %s (%s)\n", pin_root, st->loaded ? "loaded" : "not loaded");
+	printf("pin root   %s (%s%s)\n", pin_root, st->loaded ? "loaded" : "not loaded",
+	       st->loaded && !st->conn_tracking ? ", connection tracking off" : "");
 	printf("%-16s %-8s %-8s %-26s %s\n", "PROGRAM", "PROG_ID", "LINK_ID", "ATTACH_TYPE",
 	       "CGROUP");
 	for (size_t i = 0; i < st->prog_count; i++) {
