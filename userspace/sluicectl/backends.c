@@ -10,16 +10,6 @@
 #include "lib/state.h"
 #include "sluicectl.h"
 
-static json_t *skipped_json(const struct sl_be_stats *st)
-{
-	json_t *o = json_object();
-
-	for (unsigned int r = 0; r < SL_REASON_COUNT; r++)
-		if (sl_reason_name(r))
-			json_object_set_new(o, sl_reason_name(r), json_integer(st->skipped[r]));
-	return o;
-}
-
 static json_t *backend_json(const char *service, const struct sl_state_backend *b,
 			    const struct sl_be_stats *st)
 {
@@ -34,7 +24,7 @@ static json_t *backend_json(const char *service, const struct sl_state_backend *
 			 (json_int_t)st->connect_failed, "closed", (json_int_t)st->closed,
 			 "panic_selected", (json_int_t)st->panic_selected, "probes",
 			 (json_int_t)st->probes, "ejections", (json_int_t)st->ejections, "skipped",
-			 skipped_json(st));
+			 ctl_reason_counts_json(st->skipped));
 }
 
 int do_backends(struct ctl *c)
@@ -51,18 +41,13 @@ int do_backends(struct ctl *c)
 	}
 	if (c->argc == 1)
 		only = c->argv[0];
-	err = sl_maps_open(c->pin_root, &m);
+	err = ctl_read_state(c, &m, &st);
 	if (err)
 		return err;
-	err = sl_state_read(&m, &st);
-	if (err) {
-		log_err("cannot read sl_services/sl_backends: %s", strerror(-err));
-		goto out;
-	}
 	if (only && !sl_state_find(&st, only)) {
 		log_err("no service named \"%s\" in %s/sl_services", only, c->pin_root);
 		err = -ENOENT;
-		goto free_state;
+		goto out;
 	}
 	if (c->json)
 		arr = json_array();
@@ -96,9 +81,7 @@ int do_backends(struct ctl *c)
 	}
 	if (c->json)
 		ctl_print_json(c, arr);
-free_state:
-	sl_state_free(&st);
 out:
-	sl_maps_close(&m);
+	ctl_release_state(&m, &st);
 	return err;
 }

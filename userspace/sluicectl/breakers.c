@@ -160,17 +160,10 @@ int do_breakers(struct ctl *c)
 		usage();
 		return CTL_EUSAGE;
 	}
-	err = sl_maps_open(c->pin_root, &m);
+	err = ctl_read_state(c, &m, &st);
 	if (err)
 		return err;
-	err = sl_state_read(&m, &st);
-	if (err) {
-		log_err("cannot read sl_services/sl_backends: %s", strerror(-err));
-		goto out;
-	}
 	err = reset ? breakers_reset(c, &m, &st) : breakers_show(c, &m, &st);
-	sl_state_free(&st);
-out:
-	sl_maps_close(&m);
+	ctl_release_state(&m, &st);
 	return err;
 }

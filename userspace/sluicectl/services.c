@@ -16,16 +16,6 @@ static const char *family_name(__u8 family)
 	return family == SL_FAMILY_IPV6 ? "ipv6" : "ipv4";
 }
 
-static json_t *refused_json(const struct sl_svc_stats *s)
-{
-	json_t *o = json_object();
-
-	for (unsigned int r = 0; r < SL_REASON_COUNT; r++)
-		if (sl_reason_name(r))
-			json_object_set_new(o, sl_reason_name(r), json_integer(s->refused[r]));
-	return o;
-}
-
 static __u64 refused_total(const struct sl_svc_stats *s)
 {
 	__u64 total = 0;
@@ -46,7 +36,7 @@ static json_t *service_json(const struct sl_state_service *s, const struct sl_sv
 			 family_name(s->key.family), "algorithm", sl_algorithm_name(s->v.algorithm),
 			 "backend_count", (json_int_t)s->backend_count, "selected",
 			 (json_int_t)st->selected, "panic_selected", (json_int_t)st->panic_selected,
-			 "refused", refused_json(st), "affinity_timeout_s",
+			 "refused", ctl_reason_counts_json(st->refused), "affinity_timeout_s",
 			 (json_int_t)s->v.affinity_timeout_s, "panic_threshold_percent",
 			 s->v.panic_threshold_pct);
 }
@@ -62,14 +52,9 @@ int do_services(struct ctl *c)
 		usage();
 		return CTL_EUSAGE;
 	}
-	err = sl_maps_open(c->pin_root, &m);
+	err = ctl_read_state(c, &m, &st);
 	if (err)
 		return err;
-	err = sl_state_read(&m, &st);
-	if (err) {
-		log_err("cannot read sl_services/sl_backends: %s", strerror(-err));
-		goto out;
-	}
 	if (c->json)
 		arr = json_array();
 	else
@@ -95,8 +80,6 @@ int do_services(struct ctl *c)
 	}
 	if (c->json)
 		ctl_print_json(c, arr);
-	sl_state_free(&st);
-out:
-	sl_maps_close(&m);
-	return err;
+	ctl_release_state(&m, &st);
+	return 0;
 }

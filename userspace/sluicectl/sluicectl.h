@@ -4,6 +4,9 @@
 
 #include <jansson.h>
 
+#include "lib/maps.h"
+#include "lib/state.h"
+
 /* Exit statuses: only main turns results into these. */
 #define EXIT_OK 0
 #define EXIT_FAIL 1
@@ -33,6 +36,11 @@ int do_breakers(struct ctl *c);
 
 /* Prints one JSON document on stdout (stolen reference). */
 void ctl_print_json(const struct ctl *c, json_t *doc);
+/* Opens the pinned maps and reads services and backends; logs why not. */
+int ctl_read_state(const struct ctl *c, struct sl_maps *m, struct sl_state *st);
+void ctl_release_state(struct sl_maps *m, struct sl_state *st);
+/* {"no_backend": n, ...} for an array of SL_REASON_COUNT counters. */
+json_t *ctl_reason_counts_json(const __u64 *counts);
 /* Consumes an optional show/list verb; returns -1 for "help". */
 int ctl_take_show_verb(struct ctl *c);
 void usage(void);
