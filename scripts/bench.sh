@@ -1,0 +1,500 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+#
+# make bench: connections per second and p50/p99 latency of one client workload
+# (connect, request, reply, close) straight to the backends (the limit), through a
+# sluice VIP, and through kube-proxy style iptables DNAT with 10 and with 5,000
+# services installed. Why it is built this way: shared/BENCHMARKING.md.
+#
+# Topology, all in network namespaces made here and removed on exit:
+#   <P>-be1..N  nginx (1 worker) on 10.201.0.1N:8080, tcp_max_tw_buckets=0
+#   <P>-sw      a bridge joining everything
+#   <P>-cK      client namespaces (10.201.0.(100+K)): every mode gets a fresh one
+#               each round, so no TIME_WAIT or conntrack state crosses modes
+# In a round every mode runs for BENCH_SECONDS in short slices interleaved with
+# the other modes, so that load from elsewhere on the machine (2 shared vCPUs)
+# falls on all of them alike. The table shows medians over rounds; ratios are
+# medians of same-round ratios to direct. sluice's own cost comes from one extra
+# sluice slice per round with kernel.bpf_stats_enabled=1 (the statistics cost two
+# clock reads per program run, so they stay off while conn/s is measured).
+#
+# Usage: scripts/bench.sh [BUILD_DIR]
+# Environment (defaults):
+#   BENCH_ROUNDS=7 BENCH_SECONDS=2.5 BENCH_SLICE=0.5 BENCH_THREADS=1 BENCH_BACKENDS=3
+#   BENCH_WARMUP=0.3 (before a namespace's first slice) BENCH_SLICE_WARMUP=0.05
+#   BENCH_SETTLE=1 (seconds of quiet after making a round's namespaces)
+#   BENCH_MODES=direct,sluice,iptables-10,iptables-5000 (also: sluice-nct, sluice
+#               loaded with --no-conn-tracking; iptables-N for any N services)
+#   BENCH_IPTABLES=nft|legacy (iptables-restore variant, default nft)
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BUILD=$(realpath -m "${1:-build}")
+ROUNDS=${BENCH_ROUNDS:-7}
+SECS=${BENCH_SECONDS:-2.5}
+WARMUP=${BENCH_WARMUP:-0.3}
+THREADS=${BENCH_THREADS:-1}
+NBACKENDS=${BENCH_BACKENDS:-3}
+SETTLE=${BENCH_SETTLE:-1}
+SLICE=${BENCH_SLICE:-0.5}
+SLICE_WARMUP=${BENCH_SLICE_WARMUP:-0.05}
+MODES=${BENCH_MODES:-direct,sluice,iptables-10,iptables-5000}
+TARGET=0.95
+
+VIP=10.96.0.10
+VIP_PORT=80
+BE_PORT=8080
+CTL=$BUILD/sluicectl
+CB=$BUILD/bench/connbench
+PYTHON=/usr/bin/python3
+[ -x "$PYTHON" ] || PYTHON=python3
+
+log() { printf 'bench: %s\n' "$*" >&2; }
+die() { log "$*"; exit 1; }
+
+[ "$(id -u)" -eq 0 ] || die "needs root (network namespaces, cgroups, BPF)"
+if ! [[ $ROUNDS =~ ^[1-9][0-9]*$ ]]; then
+	die "BENCH_ROUNDS must be a positive integer"
+fi
+if ! [[ $NBACKENDS =~ ^[1-9]$ ]]; then
+	die "BENCH_BACKENDS must be 1..9"
+fi
+case ${BENCH_IPTABLES:-nft} in
+nft) IPT_RESTORE=iptables-nft-restore ;;
+legacy) IPT_RESTORE=iptables-legacy-restore ;;
+*) die "BENCH_IPTABLES must be nft or legacy" ;;
+esac
+
+IFS=, read -r -a MODE_LIST <<<"$MODES"
+WANT_SLUICE=0
+WANT_IPT=0
+for m in "${MODE_LIST[@]}"; do
+	case $m in
+	direct) ;;
+	sluice | sluice-nct) WANT_SLUICE=1 ;;
+	iptables-*) [[ ${m#iptables-} =~ ^[1-9][0-9]*$ ]] || die "bad mode $m (iptables-N)"
+		WANT_IPT=1 ;;
+	*) die "unknown mode $m (direct, sluice, sluice-nct, iptables-N)" ;;
+	esac
+done
+SLICES=$(awk -v t="$SECS" -v s="$SLICE" 'BEGIN { n = int(t / s + 0.5); print n < 1 ? 1 : n }')
+SLICE_SECS=$(awk -v t="$SECS" -v n="$SLICES" 'BEGIN { printf "%g", t / n }')
+[ $((ROUNDS * ${#MODE_LIST[@]} + 2)) -le 150 ] || die "too many runs for the client address pool"
+
+tools=(ip nsenter nginx gcc timeout sysctl)
+if [ $WANT_IPT = 1 ]; then
+	tools+=("$IPT_RESTORE")
+fi
+if [ $WANT_SLUICE = 1 ]; then
+	tools+=(bpftool)
+fi
+for t in "${tools[@]}"; do
+	command -v "$t" >/dev/null || die "missing $t (run scripts/install-deps.sh)"
+done
+if [ $WANT_SLUICE = 1 ] && [ ! -x "$CTL" ]; then
+	die "missing $CTL (run make, or BENCH_MODES without sluice)"
+fi
+
+# A connection holds one descriptor per thread; nginx wants its worker_connections.
+if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt 4096 ]; then
+	ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+	[ "$(ulimit -n)" = unlimited ] || [ "$(ulimit -n)" -ge 1100 ] ||
+		die "ulimit -n is $(ulimit -n); need at least 1100"
+fi
+
+ID=$(od -An -N2 -tx2 /dev/urandom | tr -d ' \n')
+P=slb$ID
+TMP=$(mktemp -d /tmp/sluice-bench.XXXXXX)
+RESULTS=$TMP/results.jsonl
+CGROOT=$(awk '$3 == "cgroup2" { print $2; exit }' /proc/mounts)
+# Per sluice mode: its cgroup, its pin root and its programs' ids.
+declare -A SL_CG=() SL_PR=() SL_IDS=()
+STATS_ORIG=$(sysctl -n kernel.bpf_stats_enabled 2>/dev/null || echo)
+CLIENTS=0
+FAILED=0
+
+kill_pidfile() {
+	local f=$1 pid i
+
+	[ -s "$f" ] || return 0
+	pid=$(cat "$f")
+	[ "$(cat "/proc/$pid/comm" 2>/dev/null)" = nginx ] || return 0
+	kill -TERM "$pid" 2>/dev/null || return 0
+	for ((i = 0; i < 50; i++)); do
+		kill -0 "$pid" 2>/dev/null || return 0
+		sleep 0.1
+	done
+	kill -KILL "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+	local rc=$? f ns m
+
+	trap - EXIT INT TERM
+	set +e
+	if [ -n "$STATS_ORIG" ] &&
+	   [ "$(sysctl -n kernel.bpf_stats_enabled 2>/dev/null)" != "$STATS_ORIG" ]; then
+		sysctl -qw kernel.bpf_stats_enabled="$STATS_ORIG"
+	fi
+	for f in "$TMP"/be*/nginx.pid; do
+		kill_pidfile "$f"
+	done
+	for m in "${!SL_PR[@]}"; do
+		"$CTL" unload --pin-root "${SL_PR[$m]}" >"$TMP/sluicectl.log" 2>&1 ||
+			log "warning: sluicectl unload --pin-root ${SL_PR[$m]} failed:" \
+				"$(cat "$TMP/sluicectl.log")"
+		[ -e "${SL_PR[$m]}" ] && log "warning: ${SL_PR[$m]} is still there after unload"
+	done
+	for m in "${!SL_CG[@]}"; do
+		[ -d "${SL_CG[$m]}" ] && { rmdir "${SL_CG[$m]}" || log "warning: cannot remove ${SL_CG[$m]}"; }
+	done
+	for ns in $(ip netns list | awk -v p="$P-" 'index($1, p) == 1 { print $1 }'); do
+		ip netns del "$ns"
+	done
+	rm -rf "$TMP"
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'log interrupted; exit 130' INT
+trap 'log terminated; exit 143' TERM
+
+in_ns() {
+	local ns=$1
+
+	shift
+	nsenter --net="/var/run/netns/$ns" "$@"
+}
+
+# Runs a command as a member of cgroup CG (the shell joins, then execs it).
+in_cgroup() {
+	local cg=$1
+
+	shift
+	bash -c 'echo $$ > "$0/cgroup.procs" && exec "$@"' "$cg" "$@"
+}
+
+ns_base() {
+	local ns=$1
+
+	ip netns add "$ns"
+	ip -n "$ns" link set lo up
+	in_ns "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+}
+
+# Adds namespace NS to the bridge as eth0 with ADDR; PORT is the bridge-side name.
+ns_attach() {
+	local ns=$1 port=$2 addr=$3
+
+	ip link add eth0 netns "$ns" type veth peer name "$port" netns "$P-sw"
+	ip -n "$P-sw" link set "$port" master br0 up
+	ip -n "$ns" addr add "$addr/24" dev eth0
+	ip -n "$ns" link set eth0 up
+}
+
+build_connbench() {
+	mkdir -p "$BUILD/bench"
+	if [ ! -x "$CB" ] || [ "$ROOT/tests/bench/connbench.c" -nt "$CB" ]; then
+		gcc -std=gnu11 -O2 -g -Wall -Wextra -Werror -pthread \
+			-o "$CB" "$ROOT/tests/bench/connbench.c"
+	fi
+}
+
+start_backend() {
+	local i=$1 ns=$P-be$1 dir=$TMP/be$1 addr=10.201.0.$((10 + $1)) k
+
+	ns_base "$ns"
+	ns_attach "$ns" "b$i" "$addr"
+	# The server closes first; without TIME_WAIT buckets a reused client 4-tuple
+	# cannot meet an old connection (the PAWS trap in BENCHMARKING.md).
+	in_ns "$ns" sysctl -qw net.ipv4.tcp_max_tw_buckets=0
+	mkdir -p "$dir"
+	cat >"$dir/nginx.conf" <<-EOF
+		worker_processes 1;
+		pid $dir/nginx.pid;
+		error_log $dir/error.log warn;
+		events {
+			worker_connections 1024;
+		}
+		http {
+			access_log off;
+			client_body_temp_path $dir/tmp-body;
+			proxy_temp_path $dir/tmp-proxy;
+			fastcgi_temp_path $dir/tmp-fastcgi;
+			uwsgi_temp_path $dir/tmp-uwsgi;
+			scgi_temp_path $dir/tmp-scgi;
+			server {
+				listen $addr:$BE_PORT backlog=4096;
+				location / {
+					return 200 "be$i\n";
+				}
+			}
+		}
+	EOF
+	in_ns "$ns" nginx -p "$dir/" -c "$dir/nginx.conf" -e "$dir/error.log" ||
+		die "nginx in $ns failed to start: $(tail -3 "$dir/error.log" 2>/dev/null)"
+	for ((k = 0; k < 50; k++)); do
+		[ -s "$dir/nginx.pid" ] && break
+		sleep 0.1
+	done
+	[ -s "$dir/nginx.pid" ] || die "nginx in $ns wrote no pid file"
+	BACKENDS+=("$addr")
+}
+
+setup_topology() {
+	local i
+
+	ns_base "$P-sw"
+	ip -n "$P-sw" link add br0 type bridge
+	ip -n "$P-sw" link set br0 up
+	# A plain L2 switch: bridged frames do not visit netfilter (br_netfilter is loaded here).
+	# shellcheck disable=SC2016 # expanded by the inner shell
+	in_ns "$P-sw" sh -c 'for f in /proc/sys/net/bridge/bridge-nf-call-*; do
+		[ -e "$f" ] && echo 0 > "$f"; done; true'
+	BACKENDS=()
+	for ((i = 1; i <= NBACKENDS; i++)); do
+		start_backend "$i"
+	done
+}
+
+client_up() {
+	local ns=$1 k=$2
+
+	ns_base "$ns"
+	ns_attach "$ns" "c$k" "10.201.0.$((100 + k))"
+	# The VIP needs a route for netfilter's DNAT (it reroutes after OUTPUT nat);
+	# the sluice rewrite happens before routing and does not use it.
+	ip -n "$ns" route add 10.96.0.0/12 dev eth0
+	in_ns "$ns" sysctl -qw net.ipv4.ip_local_port_range="1024 65535"
+}
+
+# Loads sluice for MODE on a cgroup and a pin root of its own and applies the
+# bench service; sluice-nct loads it with --no-conn-tracking.
+setup_sluice() {
+	local mode=$1 cg pr i id sep="" ids=() flags=()
+
+	[ -n "$CGROOT" ] || die "no cgroup2 mount in /proc/mounts"
+	cg=$CGROOT/sluice-bench-$ID-$mode
+	pr=/sys/fs/bpf/sluice-bench-$ID-$mode
+	if [ "$mode" = sluice-nct ]; then
+		flags=(--no-conn-tracking)
+	fi
+	mkdir "$cg"
+	SL_CG[$mode]=$cg
+	SL_PR[$mode]=$pr
+	flags=(load --cgroup "$cg" --pin-root "$pr" "${flags[@]}")
+	"$CTL" "${flags[@]}" >"$TMP/sluicectl.log" 2>&1 ||
+		die "sluicectl ${flags[*]} failed: $(cat "$TMP/sluicectl.log")"
+	{
+		printf '{"services": [{"name": "bench", "vip": "%s", "port": %d, ' "$VIP" "$VIP_PORT"
+		printf '"protocol": "tcp", "lb": {"algorithm": "random"}, "backends": ['
+		for i in "${BACKENDS[@]}"; do
+			printf '%s{"address": "%s", "port": %d, "weight": 1}' "$sep" "$i" "$BE_PORT"
+			sep=", "
+		done
+		printf ']}]}\n'
+	} >"$TMP/registry.json"
+	"$CTL" --pin-root "$pr" apply "$TMP/registry.json" >"$TMP/sluicectl.log" 2>&1 ||
+		die "sluicectl apply $TMP/registry.json failed: $(cat "$TMP/sluicectl.log")"
+	while read -r _ id; do
+		ids+=("$id")
+	done < <("$PYTHON" "$ROOT/scripts/bench-bpfstats.py" ids "$pr" "$CTL")
+	if [ ${#ids[@]} = 0 ]; then
+		log "warning: cannot find the programs under $pr; no per-program cost"
+	fi
+	SL_IDS[$mode]=${ids[*]}
+}
+
+# Writes the run-time statistics of MODE's programs to FILE.
+bpf_snap() {
+	local ids
+
+	read -r -a ids <<<"${SL_IDS[$1]}"
+	"$PYTHON" "$ROOT/scripts/bench-bpfstats.py" snap "${ids[@]}" >"$2" || echo '{}' >"$2"
+}
+
+kube_rules() {
+	local n=$1 eps=() a
+
+	for a in "${BACKENDS[@]}"; do
+		eps+=("$a:$BE_PORT")
+	done
+	"$PYTHON" "$ROOT/scripts/bench-kubeproxy.py" --services "$n" --vip "$VIP" \
+		--port "$VIP_PORT" "${eps[@]}" >"$TMP/kube-$n.rules"
+}
+
+json_field() {
+	if [[ $1 =~ \"$2\":\ ?([^,}]+) ]]; then
+		echo "${BASH_REMATCH[1]}"
+	fi
+}
+
+# Makes a fresh client namespace for MODE (with its rules) and prints its name.
+mode_client() {
+	local mode=$1 ns
+
+	CLIENTS=$((CLIENTS + 1))
+	ns=$P-c$CLIENTS
+	client_up "$ns" "$CLIENTS"
+	if [[ $mode == iptables-* ]]; then
+		in_ns "$ns" "$IPT_RESTORE" -w <"$TMP/kube-${mode#iptables-}.rules" ||
+			die "$IPT_RESTORE of $TMP/kube-${mode#iptables-}.rules failed"
+	fi
+	CLIENT_NS=$ns
+}
+
+# Runs connbench for MODE in namespace NS for SECS after WARM seconds of warm-up,
+# appending latencies to LAT; leaves connbench's JSON, with the mode, round and
+# slice added, in LAST_JSON (empty on failure). With STATS=1 (sluice modes only)
+# the slice runs with kernel.bpf_stats_enabled=1 and is marked "stats": its
+# programs' run time is recorded and its rate and latencies are not used.
+run_slice() {
+	local mode=$1 ns=$2 round=$3 slice=$4 secs=$5 warm=$6 lat=$7 stats=${8:-0}
+	local targets port json extra="" rc=0 cmd
+
+	if [ "$mode" = direct ]; then
+		targets=$(IFS=,; echo "${BACKENDS[*]}")
+		port=$BE_PORT
+	else
+		targets=$VIP
+		port=$VIP_PORT
+	fi
+	cmd=(timeout 60 nsenter --net="/var/run/netns/$ns" "$CB" -d "$secs" -w "$warm"
+	     -T "$THREADS" -L "$lat" "$targets" "$port")
+	if [[ $mode == sluice* ]]; then
+		cmd=(in_cgroup "${SL_CG[$mode]}" "${cmd[@]}")
+	fi
+	if [ "$stats" = 1 ]; then
+		sysctl -qw kernel.bpf_stats_enabled=1
+		bpf_snap "$mode" "$TMP/bpf0.json"
+		json=$("${cmd[@]}") || rc=$?
+		bpf_snap "$mode" "$TMP/bpf1.json"
+		sysctl -qw kernel.bpf_stats_enabled="${STATS_ORIG:-0}"
+		extra="\"stats\": true, \"bpf\": $("$PYTHON" "$ROOT/scripts/bench-bpfstats.py" \
+			delta "$TMP/bpf0.json" "$TMP/bpf1.json" || echo '{}'), "
+	else
+		json=$("${cmd[@]}") || rc=$?
+	fi
+	LAST_JSON=
+	if [ $rc -ne 0 ] || [[ $json != \{* ]]; then
+		log "round $round slice $slice $mode: connbench failed (exit $rc)"
+		FAILED=1
+		return 0
+	fi
+	LAST_JSON="{\"mode\": \"$mode\", \"round\": $round, \"slice\": $slice, $extra${json#\{}"
+}
+
+# One round: a fresh client namespace per mode, then SLICES turns in which every
+# mode runs for SECS/SLICES seconds, in an order rotated by round and by turn, so
+# that load from elsewhere on the machine falls on all modes alike.
+run_round() {
+	local r=$1 n=${#MODE_LIST[@]} k s m warm
+	local -A ns_of=()
+
+	for m in "${MODE_LIST[@]}"; do
+		mode_client "$m"
+		ns_of[$m]=$CLIENT_NS
+	done
+	sleep "$SETTLE"
+	for ((s = 1; s <= SLICES; s++)); do
+		for ((k = 0; k < n; k++)); do
+			m=${MODE_LIST[$(((r + s + k) % n))]}
+			warm=$SLICE_WARMUP
+			[ "$s" -gt 1 ] || warm=$WARMUP
+			run_slice "$m" "${ns_of[$m]}" "$r" "$s" "$SLICE_SECS" "$warm" \
+				"$TMP/lat-$r-$m.u32"
+			if [ -n "$LAST_JSON" ]; then
+				echo "$LAST_JSON" >>"$RESULTS"
+			fi
+		done
+	done
+	for m in "${MODE_LIST[@]}"; do
+		if [[ $m == sluice* ]]; then
+			run_slice "$m" "${ns_of[$m]}" "$r" $((SLICES + 1)) "$SLICE_SECS" \
+				"$SLICE_WARMUP" /dev/null 1
+			if [ -n "$LAST_JSON" ]; then
+				echo "$LAST_JSON" >>"$RESULTS"
+			fi
+		fi
+	done
+	for m in "${MODE_LIST[@]}"; do
+		ip netns del "${ns_of[$m]}"
+	done
+	"$PYTHON" "$ROOT/scripts/bench-report.py" --modes "$MODES" --lat-dir "$TMP" \
+		--progress "$r/$ROUNDS" "$RESULTS" >&2 || true
+}
+
+# A short run of MODE that must reach every backend without errors.
+probe() {
+	local mode=$1
+
+	mode_client "$mode"
+	run_slice "$mode" "$CLIENT_NS" 0 0 0.3 0.1 "$TMP/probe.u32"
+	ip netns del "$CLIENT_NS"
+	printf '%s\n' "$LAST_JSON" | "$PYTHON" -c '
+import json, sys
+r = json.loads(sys.stdin.read())
+n = int(sys.argv[1])
+sys.exit(not (r["conns"] > 0 and r["errors"] == 0 and len(r["backends"]) == n
+              and all(r["backends"])))' "$NBACKENDS" 2>/dev/null ||
+		die "probe of $mode failed: ${LAST_JSON:-no output}"
+}
+
+build_connbench
+own_cg=$(awk -F: '$1 == "0" { print $3 }' /proc/self/cgroup)
+if [ -n "$CGROOT" ] && command -v bpftool >/dev/null &&
+   bpftool cgroup show "$CGROOT$own_cg" effective 2>/dev/null | grep -qw connect4; then
+	log "warning: a connect4 program already applies to this shell's cgroup ($own_cg);"
+	log "warning: the direct and iptables modes may go through it"
+fi
+
+T0=$(date +%s)
+setup_topology
+probe direct
+for m in "${MODE_LIST[@]}"; do
+	if [[ $m == sluice* ]]; then
+		setup_sluice "$m"
+		probe "$m"
+	fi
+done
+for m in "${MODE_LIST[@]}"; do
+	if [[ $m == iptables-* ]]; then
+		kube_rules "${m#iptables-}"
+	fi
+done
+
+ipt_version=$(${IPT_RESTORE%-restore} -V 2>/dev/null || echo "?")
+echo
+echo "sluice bench: $(nproc) CPUs, kernel $(uname -r), $(date -u +%Y-%m-%dT%H:%M:%SZ)," \
+	"load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "  client: $THREADS thread(s), each a serial loop of connect + GET + read to EOF + close"
+echo "  $ROUNDS rounds; per round every mode gets a fresh client netns and ${SECS} s measured," \
+	"as $SLICES slices of ${SLICE_SECS} s"
+echo "          interleaved with the other modes (order rotated), after ${SETTLE} s of quiet;"
+echo "          warm-up ${WARMUP} s before a netns's first slice, ${SLICE_WARMUP} s before others"
+echo "  backends: $NBACKENDS nginx (1 worker, access_log off) on ${BACKENDS[*]} :$BE_PORT,"
+echo "          tcp_max_tw_buckets=0, one bridge; direct = client round-robins them"
+if [ $WANT_SLUICE = 1 ]; then
+	echo "  sluice: VIP $VIP:$VIP_PORT, algorithm random, sluicectl load --cgroup (client's cgroup);"
+	echo "          BPF cost from one more ${SLICE_SECS} s sluice slice per round with bpf_stats on"
+fi
+if [ $WANT_IPT = 1 ]; then
+	echo "  iptables: $ipt_version, kube-proxy nat rules in the client netns," \
+		"measured service last"
+fi
+echo "  table: medians over rounds; ratio = median of same-round ratios to direct"
+echo
+
+for ((r = 1; r <= ROUNDS; r++)); do
+	run_round "$r"
+done
+
+echo
+report_rc=0
+"$PYTHON" "$ROOT/scripts/bench-report.py" --modes "$MODES" --target "$TARGET" \
+	--lat-dir "$TMP" --rounds-detail "$RESULTS" || report_rc=$?
+echo "  load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+cp "$RESULTS" "$BUILD/bench/results.jsonl"
+log "raw results: $BUILD/bench/results.jsonl; took $(($(date +%s) - T0)) s"
+if [ $FAILED != 0 ] || [ $report_rc != 0 ]; then
+	exit 1
+fi
