@@ -32,6 +32,12 @@ struct sock_target {
 	__u8 v4_mapped;
 };
 
+static __always_inline int addr_equal(const struct sl_addr *a, const struct sl_addr *b)
+{
+	return a->words[0] == b->words[0] && a->words[1] == b->words[1] &&
+	       a->words[2] == b->words[2] && a->words[3] == b->words[3];
+}
+
 static __always_inline int is_v4_mapped(const __u32 *w)
 {
 	return w[0] == 0 && w[1] == 0 && w[2] == bpf_htonl(0x0000ffff);
@@ -133,25 +139,30 @@ static __always_inline void remember_vip(struct bpf_sock_addr *ctx, const struct
  * socket closes, and its outcome is owed to the breaker: sockops and
  * sock_release settle both, once, through the socket's sl_sock storage.
  */
-static __always_inline void follow_connection(struct bpf_sock_addr *ctx,
-					      const struct sl_svc_key *key,
-					      const struct choice *c, __u64 now)
+static __always_inline int follow_connection(struct bpf_sock_addr *ctx,
+					     const struct sl_svc_key *key,
+					     const struct choice *c, const struct sl_backend *be)
 {
 	struct bpf_sock *sk = ctx->sk;
 	struct sl_sock_state *st;
 
 	if (!sk)
-		return;
+		return 0;
 	st = bpf_sk_storage_get(&sl_sock, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 	if (!st)
-		return;
+		return 0;
 	/* connect() again on the same socket: the earlier attempt failed. */
-	sock_settle(st, 0, now);
-	sock_release_live(st);
+	if (st->flags) {
+		sock_settle(st, 0);
+		sock_release_live(st);
+	}
 	st->svc = *key;
+	st->backend = be->addr;
+	st->backend_port = be->port;
 	st->backend_id = c->id;
 	st->flags = SL_SOCK_LIVE | SL_SOCK_PENDING | (c->probe ? SL_SOCK_PROBE : 0);
 	live_add(c->id, 1);
+	return 1;
 }
 
 static __always_inline int balance(struct bpf_sock_addr *ctx, struct sock_target *t, const int v6,
@@ -161,7 +172,7 @@ static __always_inline int balance(struct bpf_sock_addr *ctx, struct sock_target
 	struct sl_service *svc;
 	struct sl_backend *be;
 	struct choice c;
-	__u64 client = 0, now;
+	__u64 client = 0;
 
 	key.vip = t->addr;
 	key.port = t->port;
@@ -171,10 +182,9 @@ static __always_inline int balance(struct bpf_sock_addr *ctx, struct sock_target
 	if (!svc)
 		return SK_PASS;
 
-	now = bpf_ktime_get_ns();
 	if (svc->algorithm == SL_ALG_MAGLEV || svc->affinity_timeout_s)
 		client = client_identity(ctx);
-	select_backend(svc, client, now, &c);
+	select_backend(svc, client, &c);
 	be = c.id ? bpf_map_lookup_elem(&sl_backends, &c.id) : NULL;
 	/* A backend of the other family cannot be reached from this socket. */
 	if (!be || be->family != t->family) {
@@ -184,10 +194,11 @@ static __always_inline int balance(struct bpf_sock_addr *ctx, struct sock_target
 	}
 
 	write_target(ctx, t, &be->addr, be->port, v6);
-	remember_vip(ctx, t, be);
 	count_selected(svc->id, &c);
-	if (conn_tracking && is_connect && key.proto == IPPROTO_TCP)
-		follow_connection(ctx, &key, &c, now);
+	/* A followed TCP socket finds its VIP in its own storage (see sl_sock_state). */
+	if (!(conn_tracking && is_connect && key.proto == IPPROTO_TCP &&
+	      follow_connection(ctx, &key, &c, be)))
+		remember_vip(ctx, t, be);
 	return SK_PASS;
 }
 
@@ -195,7 +206,15 @@ static __always_inline int balance(struct bpf_sock_addr *ctx, struct sock_target
 static __always_inline int restore_vip(struct bpf_sock_addr *ctx, struct sock_target *t, const int v6)
 {
 	struct sl_revnat_key key = {};
+	struct sl_sock_state *st;
 	struct sl_revnat *vip;
+
+	st = ctx->sk ? bpf_sk_storage_get(&sl_sock, ctx->sk, 0, 0) : NULL;
+	if (st && st->backend_port == t->port && st->svc.family == t->family &&
+	    addr_equal(&st->backend, &t->addr)) {
+		write_target(ctx, t, &st->svc.vip, st->svc.port, v6);
+		return SK_PASS;
+	}
 
 	key.cookie = bpf_get_socket_cookie(ctx);
 	key.backend = t->addr;

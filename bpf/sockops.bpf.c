@@ -19,8 +19,9 @@ int sl_sockops(struct bpf_sock_ops *skops)
 	struct bpf_sock *sk;
 	__u32 op = skops->op;
 
+	/* Only connect, established and the move to CLOSE matter; skip the rest before any lookup. */
 	if (op != BPF_SOCK_OPS_TCP_CONNECT_CB && op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB &&
-	    op != BPF_SOCK_OPS_STATE_CB)
+	    !(op == BPF_SOCK_OPS_STATE_CB && skops->args[1] == BPF_TCP_CLOSE))
 		return 1;
 	sk = skops->sk;
 	if (!sk)
@@ -36,15 +37,13 @@ int sl_sockops(struct bpf_sock_ops *skops)
 					  skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG);
 		break;
 	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
-		sock_settle(st, 1, bpf_ktime_get_ns());
+		sock_settle(st, 1);
 		break;
 	case BPF_SOCK_OPS_STATE_CB:
-		/* args[1] is the new state: SYN_SENT -> CLOSE is a failed connect
-		 * (refused, reset, timed out, unreachable), any other -> CLOSE an end.
+		/* To CLOSE (args[1]): from SYN_SENT a failed connect (refused, reset,
+		 * timed out, unreachable), from any other state the end.
 		 */
-		if (skops->args[1] != BPF_TCP_CLOSE)
-			break;
-		sock_settle(st, 0, bpf_ktime_get_ns());
+		sock_settle(st, 0);
 		sock_release_live(st);
 		break;
 	}
@@ -57,8 +56,8 @@ int sl_sock_release(struct bpf_sock *sk)
 {
 	struct sl_sock_state *st = bpf_sk_storage_get(&sl_sock, sk, 0, 0);
 
-	if (st) {
-		sock_settle(st, 0, bpf_ktime_get_ns());
+	if (st && st->flags) {
+		sock_settle(st, 0);
 		sock_release_live(st);
 	}
 	return 1;

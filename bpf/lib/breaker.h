@@ -43,14 +43,14 @@ static __always_inline struct sl_be_stats *be_stats(__u32 id)
 }
 
 /*
- * Whether backend id's breaker lets a new connection through at time now.
- * Returns 1 to pass (with *probe = 1 when admitted as a half-open probe), 0
- * to refuse.
+ * Whether backend id's breaker lets a new connection through now. Returns 1
+ * to pass (with *probe = 1 when admitted as a half-open probe), 0 to refuse.
  */
-static __always_inline int breaker_admit(__u32 id, __u32 half_open_max, __u64 now, int *probe)
+static __always_inline int breaker_admit(__u32 id, __u32 half_open_max, int *probe)
 {
 	struct sl_breaker *br = bpf_map_lookup_elem(&sl_breakers, &id);
 	int pass = 0, admitted_probe = 0;
+	__u64 now;
 
 	*probe = 0;
 	if (!br)
@@ -58,6 +58,7 @@ static __always_inline int breaker_admit(__u32 id, __u32 half_open_max, __u64 no
 	/* The common case, CLOSED, takes no lock; a stale read only delays by one connect. */
 	if (br->state == SL_BREAKER_CLOSED)
 		return 1;
+	now = bpf_ktime_get_ns();
 	bpf_spin_lock(&br->lock);
 	if (br->state == SL_BREAKER_OPEN && now >= br->open_until_ns) {
 		br->state = SL_BREAKER_HALF_OPEN;
@@ -137,13 +138,14 @@ static __always_inline void breaker_success(const struct sl_service *svc, __u32 
 }
 
 /*
- * A connect to backend id failed at time now. A failed probe reopens the
- * breaker for longer; the consecutive_failures-th failure in a row opens a
- * closed one if the service's ejection budget allows.
+ * A connect to backend id failed. A failed probe reopens the breaker for
+ * longer; the consecutive_failures-th failure in a row opens a closed one if
+ * the service's ejection budget allows.
  */
-static __always_inline void breaker_failure(const struct sl_service *svc, __u32 id, __u64 now)
+static __always_inline void breaker_failure(const struct sl_service *svc, __u32 id)
 {
 	struct sl_breaker *br = bpf_map_lookup_elem(&sl_breakers, &id);
+	__u64 now = bpf_ktime_get_ns();
 	int trip = 0, tripped = 0;
 	struct sl_be_stats *bs;
 	__u32 times;
@@ -157,13 +159,14 @@ static __always_inline void breaker_failure(const struct sl_service *svc, __u32 
 		br->half_open_inflight = 0;
 		times = ++br->times_ejected;
 		br->open_until_ns = now + ejection_ns(svc, times);
+		tripped = 1;
 	} else if (br->state == SL_BREAKER_CLOSED &&
 		   br->consecutive_failures >= svc->consecutive_failures) {
 		trip = 1;
 	}
 	bpf_spin_unlock(&br->lock);
 	if (!trip)
-		return;
+		goto out;
 
 	/* The budget is an atomic counter outside the lock: reserve, then trip, or give back. */
 	if (!ejection_reserve(svc))
@@ -176,11 +179,10 @@ static __always_inline void breaker_failure(const struct sl_service *svc, __u32 
 		tripped = 1;
 	}
 	bpf_spin_unlock(&br->lock);
-	if (!tripped) {
+	if (!tripped)
 		ejection_release(svc->id);
-		return;
-	}
-	bs = be_stats(id);
+out:
+	bs = tripped ? be_stats(id) : NULL;
 	if (bs)
 		bs->ejections++;
 }
@@ -189,7 +191,7 @@ static __always_inline void breaker_failure(const struct sl_service *svc, __u32 
  * Settles a balanced socket's connect outcome, once: whichever of sockops
  * (established, SYN_SENT -> CLOSE) or sock_release sees it first.
  */
-static __always_inline void sock_settle(struct sl_sock_state *st, int success, __u64 now)
+static __always_inline void sock_settle(struct sl_sock_state *st, int success)
 {
 	__u32 old = __sync_fetch_and_and(&st->flags, ~SL_SOCK_PENDING);
 	__u32 id = st->backend_id;
@@ -214,7 +216,7 @@ static __always_inline void sock_settle(struct sl_sock_state *st, int success, _
 	if (success)
 		breaker_success(svc, id);
 	else
-		breaker_failure(svc, id, now);
+		breaker_failure(svc, id);
 }
 
 /* Gives back the socket's live count, once. */

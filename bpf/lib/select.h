@@ -23,7 +23,6 @@ struct choice {
 
 /* What a candidate check needs, by value: bpf_loop callbacks get it through the stack. */
 struct pick_ctx {
-	__u64 now;
 	__u32 svc_id;
 	__u32 max_connections;
 	__u32 half_open_max;
@@ -69,13 +68,16 @@ static __always_inline int backend_usable(struct pick_ctx *p, __u32 id, int *pro
 		*reason = SL_REASON_MAX_CONNECTIONS;
 		return 0;
 	}
-	if (p->panic)
-		return 1;
-	if (be->health == SL_HEALTH_DOWN) {
+	if (!p->panic && be->health == SL_HEALTH_DOWN) {
 		*reason = SL_REASON_UNHEALTHY;
 		return 0;
 	}
-	if (!breaker_admit(id, p->half_open_max, p->now, probe)) {
+	/*
+	 * In panic an open backend is used anyway, but its breaker still runs:
+	 * it turns HALF_OPEN on time and admits probes, so it can close again and
+	 * end the panic.
+	 */
+	if (!breaker_admit(id, p->half_open_max, probe) && !p->panic) {
 		*reason = SL_REASON_BREAKER_OPEN;
 		return 0;
 	}
@@ -148,12 +150,12 @@ static __always_inline int svc_in_panic(const struct sl_service *svc)
 
 /* Session affinity: the backend this client got last, if recent and still usable. */
 static __always_inline int try_affinity(struct pick_ctx *p, const struct sl_service *svc,
-					__u64 client)
+					__u64 client, __u64 now)
 {
 	struct sl_affinity_key key = { .client = client, .svc_id = svc->id };
 	struct sl_affinity *a = bpf_map_lookup_elem(&sl_affinity, &key);
 
-	if (!a || p->now - a->last_used_ns > (__u64)svc->affinity_timeout_s * 1000000000ULL)
+	if (!a || now - a->last_used_ns > (__u64)svc->affinity_timeout_s * 1000000000ULL)
 		return 0;
 	return try_candidate(p, a->backend_id);
 }
@@ -192,17 +194,17 @@ static __always_inline __u32 first_choice(const struct sl_service *svc, void *sl
  * Picks a backend for svc. client (a hash of the client identity) matters to
  * maglev and affinity. Fills out; out->id == 0 means refuse, for out->reason.
  */
-static __always_inline void select_backend(const struct sl_service *svc, __u64 client, __u64 now,
+static __always_inline void select_backend(const struct sl_service *svc, __u64 client,
 					   struct choice *out)
 {
 	struct pick_ctx p = {
-		.now = now,
 		.svc_id = svc->id,
 		.max_connections = svc->max_connections,
 		.half_open_max = svc->half_open_max,
 		.out.reason = SL_REASON_NO_BACKEND,
 	};
 	__u32 zero = 0, svc_id = svc->id, n, *count;
+	__u64 now = 0;
 	void *slots;
 
 	slots = bpf_map_lookup_elem(&sl_svc_slots, &svc_id);
@@ -211,19 +213,24 @@ static __always_inline void select_backend(const struct sl_service *svc, __u64 c
 		goto out;
 	n = *count;
 	p.list_base = n + 2;
-	p.list_len = slot_at(slots, n + 1);
 	p.panic = svc_in_panic(svc);
 	p.out.panic = p.panic;
 
-	if (svc->affinity_timeout_s && try_affinity(&p, svc, client))
-		goto chosen;
+	if (svc->affinity_timeout_s) {
+		now = bpf_ktime_get_ns();
+		if (try_affinity(&p, svc, client, now))
+			goto chosen;
+	}
+	/* The backend list is read only when the first choice is not enough. */
 	if (svc->algorithm == SL_ALG_LEAST_CONN) {
+		p.list_len = slot_at(slots, n + 1);
 		if (try_two_choices(&p, slots))
 			goto chosen;
 	} else if (try_candidate(&p, first_choice(svc, slots, n, client))) {
 		goto chosen;
 	}
 	/* Fallback: every backend once, from a start that spreads (or, for maglev, keeps) clients. */
+	p.list_len = slot_at(slots, n + 1);
 	p.start = svc->algorithm == SL_ALG_MAGLEV ? (__u32)(client >> 32) : bpf_get_prandom_u32();
 	if (p.list_len && p.list_len <= SL_MAX_BACKENDS_PER_SVC)
 		bpf_loop(p.list_len, scan_one, &p, 0);

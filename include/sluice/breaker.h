@@ -48,13 +48,21 @@ _Static_assert(sizeof(struct sl_svc_state) == 8, "ABI: sl_svc_state");
 #define SL_SOCK_PROBE (1U << 2)	  /* admitted as a half-open probe */
 #define SL_SOCK_ESTABLISHED (1U << 3) /* the handshake completed */
 
-/* Socket-local storage (sl_sock) of every TCP socket balanced to a backend. */
+/*
+ * Socket-local storage (sl_sock) of every TCP socket balanced to a backend.
+ * It also stands in for sl_revnat for these sockets: getpeername() of a peer
+ * equal to backend/backend_port shows svc's VIP, without an LRU update per
+ * connect.
+ */
 struct sl_sock_state {
-	struct sl_svc_key svc; /* to find the service's settings at close time */
+	struct sl_svc_key svc; /* the VIP; finds the service's settings at close time */
+	struct sl_addr backend;
 	__u32 backend_id;
 	__u32 flags;
+	__be16 backend_port;
+	__u8 pad[2];
 };
-_Static_assert(sizeof(struct sl_sock_state) == 28, "ABI: sl_sock_state");
+_Static_assert(sizeof(struct sl_sock_state) == 48, "ABI: sl_sock_state");
 
 /* Key and value of sl_affinity (LRU): which backend a client was last sent to. */
 struct sl_affinity_key {

@@ -11,7 +11,14 @@ struct sl_generation {
 	__u32 service_count;
 	__u32 backend_count;
 	__u8 sha256[32]; /* of the applied document's bytes, as sha256sum prints it */
+	/*
+	 * Where the reconciler hands out the next ids. Kept across applies so a
+	 * removed backend's id is reused only after every other id: sockets
+	 * still open to it give their live count back against that id.
+	 */
+	__u32 next_service_id;
+	__u32 next_backend_id;
 };
-_Static_assert(sizeof(struct sl_generation) == 56, "ABI: sl_generation");
+_Static_assert(sizeof(struct sl_generation) == 64, "ABI: sl_generation");
 
 #endif

@@ -33,7 +33,7 @@ struct sl_be_stats {
 	__u64 closed;	      /* live TCP connections that ended */
 	__u64 panic_selected; /* selected while its service was in panic */
 	__u64 probes;	      /* half-open probe connections admitted */
-	__u64 ejections;      /* times its breaker opened */
+	__u64 ejections;      /* times its breaker opened (a failed probe reopens it) */
 	__u64 skipped[SL_REASON_COUNT]; /* passed over at selection, by reason */
 };
 _Static_assert(sizeof(struct sl_be_stats) == 120, "ABI: sl_be_stats");

@@ -8,11 +8,15 @@ Run inside a backend network namespace with Debian's /usr/bin/python3:
 TCP: every request (read up to the end of the HTTP header, or 2 s of silence)
 gets an HTTP/1.0 200 reply whose body is "<id>\\n"; the connection is closed
 after the reply. The header X-Sluice-Peer carries the client address the
-server saw. UDP: every datagram is answered with "<id>\\n" from the same
-socket. Both sockets are dual-stack ([::], IPV6_V6ONLY off), so the server
-answers on the namespace's IPv4 and IPv6 addresses alike.
+server saw. A request whose first line starts with "HOLD" gets just "<id>\\n"
+and the connection stays open until the client closes it (long-lived
+connections for the circuit-breaker tests). UDP: every datagram is answered
+with "<id>\\n" from the same socket; --udp-port 0 runs no UDP socket. Both
+sockets are dual-stack ([::], IPV6_V6ONLY off), so the server answers on the
+namespace's IPv4 and IPv6 addresses alike. The listen backlog is large (1024)
+so that bursts of connects never time out on the server's side.
 
-Prints "READY <id>" on stdout once both sockets listen; exits on SIGTERM.
+Prints "READY <id>" on stdout once its sockets listen; exits on SIGTERM.
 """
 import argparse
 import signal
@@ -45,6 +49,9 @@ def serve_one(conn, addr, ident):
             if not chunk:
                 break
             data += chunk
+        if data.startswith(b"HOLD"):
+            hold(conn, ident)
+            return
         body = (ident + "\n").encode()
         head = (
             "HTTP/1.0 200 OK\r\n"
@@ -62,6 +69,14 @@ def serve_one(conn, addr, ident):
             conn.close()
         except OSError:
             pass
+
+
+def hold(conn, ident):
+    """Answers with the identity, then keeps the connection until the client's EOF."""
+    conn.sendall((ident + "\n").encode())
+    conn.settimeout(None)
+    while conn.recv(4096):
+        pass
 
 
 def tcp_loop(sock, ident):
@@ -93,9 +108,10 @@ def main():
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     tcp = dual_stack(socket.SOCK_STREAM, args.tcp_port)
     tcp.listen(1024)
-    udp = dual_stack(socket.SOCK_DGRAM, args.udp_port)
     threading.Thread(target=tcp_loop, args=(tcp, args.id), daemon=True).start()
-    threading.Thread(target=udp_loop, args=(udp, args.id), daemon=True).start()
+    if args.udp_port:
+        udp = dual_stack(socket.SOCK_DGRAM, args.udp_port)
+        threading.Thread(target=udp_loop, args=(udp, args.id), daemon=True).start()
     print(f"READY {args.id}", flush=True)
     try:
         signal.pause()

@@ -5,15 +5,30 @@ Run it inside the sluice cgroup and a client network namespace with Debian's
 /usr/bin/python3.
 
     client.py tcp HOST PORT [--count N] [--bind ADDR] [--bind-ports P1,P2,..]
-                            [--timeout S] [--sequence]
+                            [--timeout S] [--sequence] [--interval S]
+                            [--user-timeout-ms MS] [--connect-times]
     client.py udp HOST PORT [--count N] [--connected] [--bind ADDR] [--timeout S]
                             [--sequence]
+    client.py hold HOST PORT [--count N] [--pending] [--bind ADDR] [--timeout S]
 
 tcp: N times: connect, send "GET / HTTP/1.0", read the reply to EOF, close.
 With --bind the socket is bound to ADDR (port 0 unless --bind-ports) first;
 with --bind-ports it makes N connections from each listed port, bound with
 SO_REUSEADDR and closed with SO_LINGER 0 (an RST, so no TIME_WAIT keeps the
 same 4-tuple from being used again).
+
+--interval sleeps S seconds between attempts; --user-timeout-ms sets
+TCP_USER_TIMEOUT, so an unanswered SYN fails in the kernel (ETIMEDOUT, at the
+first retransmission timer, ~1 s) rather than by the client giving up
+(TIMEOUT: the socket is then closed with the connect in progress);
+--connect-times reports how long each connect() call took.
+
+hold: opens N connections one after the other, sends "HOLD" on each and reads
+the backend's identity line, prints the JSON document (and flushes), then
+keeps every connection open until stdin reaches EOF (or the process is
+killed), closes them all and exits. With --pending the connects are
+non-blocking and not waited for: the sockets stay in SYN_SENT (or fail), and
+the output counts them under "pending".
 
 udp: N times: sendto(HOST:PORT) (or connect() once, then send, with
 --connected), then recvfrom; reports each reply's source address.
@@ -22,13 +37,16 @@ Output keys: mode, target, count, ok, backends {identity: n}, peers
 {getpeername: n} (tcp, connected udp), sources {recvfrom source: n} (udp),
 errors {errno name: n}, error_max_s (slowest failed attempt), elapsed_s,
 per_bind {"addr:port": {identity: n}} (with --bind-ports), sequence (with
---sequence: one identity or "!ERRNO" per attempt).
+--sequence: one identity or "!ERRNO" per attempt), connect_s (with
+--connect-times: seconds each connect() call took, per attempt), pending (hold
+--pending).
 
 HOST containing ':' uses an AF_INET6 socket (also for ::ffff:a.b.c.d).
 """
 import argparse
 import errno
 import json
+import os
 import socket
 import struct
 import sys
@@ -41,10 +59,12 @@ def fmt(addr):
 
 
 def err_name(exc):
-    if isinstance(exc, socket.timeout):
-        return "TIMEOUT"
+    """TIMEOUT: the client gave up (its own timeout); else the errno's name
+    (ETIMEDOUT: the kernel timed the connect out; Python raises both as TimeoutError)."""
     if isinstance(exc, OSError) and exc.errno in errno.errorcode:
         return errno.errorcode[exc.errno]
+    if isinstance(exc, socket.timeout):
+        return "TIMEOUT"
     return type(exc).__name__
 
 
@@ -65,7 +85,8 @@ def parse_identity(reply):
     return body.decode(errors="replace").strip()
 
 
-def tcp_once(host, port, timeout, bind_addr, bind_port, reset):
+def tcp_once(host, port, timeout, bind_addr, bind_port, reset, user_timeout_ms=None,
+             times=None):
     s = socket.socket(family_of(host), socket.SOCK_STREAM)
     try:
         s.settimeout(timeout)
@@ -74,7 +95,14 @@ def tcp_once(host, port, timeout, bind_addr, bind_port, reset):
             s.bind((bind_addr, bind_port))
         if reset:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        s.connect((host, port))
+        if user_timeout_ms is not None:
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, user_timeout_ms)
+        t0 = time.perf_counter()
+        try:
+            s.connect((host, port))
+        finally:
+            if times is not None:
+                times.append(round(time.perf_counter() - t0, 6))
         peer = fmt(s.getpeername())
         s.sendall(b"GET / HTTP/1.0\r\nHost: sluice-e2e\r\nUser-Agent: sluice-e2e\r\n\r\n")
         data = b""
@@ -97,14 +125,20 @@ def run_tcp(a, out):
         sys.exit("client.py: --bind-ports needs --bind")
     out["peers"] = {}
     per_bind = {}
+    times = [] if a.connect_times else None
+    attempt = 0
     for p in ports:
         key = fmt((a.bind, p)) if p is not None else None
         counts = {}
         for _ in range(a.count):
+            if attempt and a.interval:
+                time.sleep(a.interval)
+            attempt += 1
             t0 = time.monotonic()
             try:
                 ident, peer = tcp_once(a.host, a.port, a.timeout, a.bind,
-                                       p if p is not None else 0, reset=p is not None)
+                                       p if p is not None else 0, reset=p is not None,
+                                       user_timeout_ms=a.user_timeout_ms, times=times)
             except (OSError, ValueError) as e:
                 name = err_name(e)
                 bump(out["errors"], name)
@@ -120,6 +154,53 @@ def run_tcp(a, out):
             per_bind[key] = counts
     if a.bind_ports:
         out["per_bind"] = per_bind
+    if times is not None:
+        out["connect_s"] = times
+
+
+def hold_one(a, out, socks):
+    """One long-lived connection (or, with --pending, one connect left in progress)."""
+    s = socket.socket(family_of(a.host), socket.SOCK_STREAM)
+    socks.append(s)
+    if a.bind is not None:
+        s.bind((a.bind, 0))
+    if a.pending:
+        s.setblocking(False)
+        rc = s.connect_ex((a.host, a.port))
+        if rc == errno.EINPROGRESS:
+            out["pending"] += 1
+            return "pending"
+        if rc:
+            raise OSError(rc, os.strerror(rc))
+        return "connected"
+    s.settimeout(a.timeout)
+    s.connect((a.host, a.port))
+    s.sendall(b"HOLD\r\n\r\n")
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = s.recv(256)
+        if not chunk:
+            raise OSError(errno.ECONNRESET, "closed before the identity line")
+        data += chunk
+    return data.decode(errors="replace").strip()
+
+
+def run_hold(a, out):
+    out["pending"] = 0
+    socks = []
+    for _ in range(a.count):
+        try:
+            ident = hold_one(a, out, socks)
+        except OSError as e:
+            name = err_name(e)
+            bump(out["errors"], name)
+            out["sequence"].append("!" + name)
+            continue
+        if ident != "pending":
+            out["ok"] += 1
+            bump(out["backends"], ident)
+        out["sequence"].append(ident)
+    return socks
 
 
 def run_udp(a, out):
@@ -160,7 +241,7 @@ def run_udp(a, out):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("mode", choices=["tcp", "udp"])
+    ap.add_argument("mode", choices=["tcp", "udp", "hold"])
     ap.add_argument("host")
     ap.add_argument("port", type=int)
     ap.add_argument("--count", type=int, default=1)
@@ -169,18 +250,31 @@ def main():
     ap.add_argument("--connected", action="store_true")
     ap.add_argument("--timeout", type=float, default=2.0)
     ap.add_argument("--sequence", action="store_true")
+    ap.add_argument("--interval", type=float, default=0.0)
+    ap.add_argument("--user-timeout-ms", type=int)
+    ap.add_argument("--connect-times", action="store_true")
+    ap.add_argument("--pending", action="store_true")
     a = ap.parse_args()
 
     out = {"mode": a.mode, "target": fmt((a.host, a.port)), "count": a.count, "ok": 0,
            "backends": {}, "errors": {}, "error_max_s": 0.0, "sequence": []}
     t0 = time.monotonic()
-    (run_tcp if a.mode == "tcp" else run_udp)(a, out)
+    socks = []
+    if a.mode == "hold":
+        socks = run_hold(a, out)
+    else:
+        (run_tcp if a.mode == "tcp" else run_udp)(a, out)
     out["elapsed_s"] = round(time.monotonic() - t0, 4)
     out["error_max_s"] = round(out["error_max_s"], 4)
-    if not a.sequence:
+    if not a.sequence and a.mode != "hold":
         del out["sequence"]
     json.dump(out, sys.stdout, sort_keys=True)
     sys.stdout.write("\n")
+    sys.stdout.flush()
+    if a.mode == "hold":
+        sys.stdin.read()  # until the test closes our stdin
+        for s in socks:
+            s.close()
 
 
 if __name__ == "__main__":

@@ -169,42 +169,161 @@ def doc(*services):
 # --- backend servers ----------------------------------------------------------
 
 class Servers:
-    """One backend_server.py per backend namespace, outside the sluice cgroup."""
+    """One backend_server.py per backend namespace, outside the sluice cgroup.
+    tcp_port/udp_port choose the ports (udp_port 0: no UDP socket); stop_one
+    and start_one stop and restart one backend's server, so its port refuses
+    connects (RST) in between."""
 
-    def __init__(self, topo, logdir):
+    def __init__(self, topo, logdir, tcp_port=8080, udp_port=5353):
         self.topo = topo
         self.logdir = logdir
-        self.procs = []
+        self.tcp_port = tcp_port
+        self.udp_port = udp_port
+        self.procs = {}  # identity -> Popen
+
+    def _spawn(self, b):
+        log = open(os.path.join(self.logdir, f"{b.identity}-{self.tcp_port}.log"), "a")
+        p = subprocess.Popen(in_ns(b.ns, PY, SERVER, "--id", b.identity,
+                                   "--tcp-port", str(self.tcp_port),
+                                   "--udp-port", str(self.udp_port)),
+                             stdout=subprocess.PIPE, stderr=log, text=True)
+        log.close()
+        self.procs[b.identity] = p
+        return p
+
+    def _wait_ready(self, b, p, deadline):
+        left = deadline - time.monotonic()
+        ready, _, _ = select.select([p.stdout], [], [], max(left, 0))
+        line = p.stdout.readline() if ready else ""
+        if line.strip() != f"READY {b.identity}":
+            raise RuntimeError(f"backend {b.identity} in {b.ns} did not start on port "
+                               f"{self.tcp_port} (exit {p.poll()}), see "
+                               f"{self.logdir}/{b.identity}-{self.tcp_port}.log")
 
     def start(self, timeout=10.0):
-        for b in self.topo.backends:
-            log = open(os.path.join(self.logdir, f"{b.identity}.log"), "w")
-            p = subprocess.Popen(in_ns(b.ns, PY, SERVER, "--id", b.identity),
-                                 stdout=subprocess.PIPE, stderr=log, text=True)
-            log.close()
-            self.procs.append(p)
+        started = [(b, self._spawn(b)) for b in self.topo.backends]
         deadline = time.monotonic() + timeout
-        for b, p in zip(self.topo.backends, self.procs):
-            left = deadline - time.monotonic()
-            ready, _, _ = select.select([p.stdout], [], [], max(left, 0))
-            line = p.stdout.readline() if ready else ""
-            if line.strip() != f"READY {b.identity}":
-                raise RuntimeError(f"backend {b.identity} in {b.ns} did not start "
-                                   f"(exit {p.poll()}), see {self.logdir}/{b.identity}.log")
+        for b, p in started:
+            self._wait_ready(b, p, deadline)
+
+    def start_one(self, identity, timeout=10.0):
+        """Starts (again) the server of one backend; returns once it listens."""
+        b = self.topo.backend(identity)
+        if identity in self.procs and self.procs[identity].poll() is None:
+            raise RuntimeError(f"the server of {identity} is already running")
+        self._wait_ready(b, self._spawn(b), time.monotonic() + timeout)
+
+    @staticmethod
+    def _stop(p):
+        if p.poll() is None:
+            p.terminate()
+        try:
+            p.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(timeout=5)
+        if p.stdout:
+            p.stdout.close()
+
+    def stop_one(self, identity):
+        """Stops one backend's server: once this returns, its port refuses connects."""
+        p = self.procs.pop(identity)
+        self._stop(p)
+
+    def running(self):
+        return {i for i, p in self.procs.items() if p.poll() is None}
 
     def stop(self):
-        for p in self.procs:
+        for p in self.procs.values():
             if p.poll() is None:
                 p.terminate()
-        for p in self.procs:
-            try:
-                p.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait(timeout=5)
-            if p.stdout:
-                p.stdout.close()
-        self.procs = []
+        for p in self.procs.values():
+            self._stop(p)
+        self.procs = {}
+
+
+# --- nftables in a namespace --------------------------------------------------
+
+NFT_TABLE = "sluice_e2e"
+
+
+def drop_syns(ns, port):
+    """Makes namespace ns silently drop TCP SYNs to port (an nftables table of
+    its own); returns a function that removes the table, idempotent and also
+    registered with the janitor."""
+    rules = (f"table inet {NFT_TABLE} {{\n"
+             f"  chain input {{\n"
+             f"    type filter hook input priority 0; policy accept;\n"
+             f"    tcp dport {port} tcp flags & (syn | ack) == syn drop\n"
+             f"  }}\n"
+             f"}}\n")
+    p = subprocess.run(in_ns(ns, "nft", "-f", "-"), input=rules, capture_output=True,
+                       text=True, timeout=30)
+    if p.returncode != 0:
+        raise RuntimeError(f"nft in {ns}: {p.stderr.strip()}")
+
+    def remove():
+        q = subprocess.run(in_ns(ns, "nft", "list", "tables"), capture_output=True, text=True,
+                           timeout=30)
+        if q.returncode == 0 and f"inet {NFT_TABLE}" not in q.stdout:
+            return
+        q = subprocess.run(in_ns(ns, "nft", "delete", "table", "inet", NFT_TABLE),
+                           capture_output=True, text=True, timeout=30)
+        if q.returncode != 0:
+            raise RuntimeError(f"nft delete table in {ns}: {q.stderr.strip()}")
+
+    token = JANITOR.add(f"nft table in {ns}", remove)
+    return lambda: _raise(JANITOR.run(token))
+
+
+def _raise(err):
+    if err:
+        raise err
+
+
+# --- long-lived client connections --------------------------------------------
+
+class Holder:
+    """A `client.py hold` process in the sluice cgroup: it opened its
+    connections and keeps them until release() (closes its stdin: the client
+    closes them and exits) or kill() (SIGKILL: the kernel closes them)."""
+
+    def __init__(self, proc, args, token):
+        self.proc = proc
+        self.pid = proc.pid  # the client itself: sh and nsenter exec into it
+        self.args = args
+        self.token = token
+        self.out = None
+
+    def read_output(self, timeout):
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        line = self.proc.stdout.readline() if ready else ""
+        if not line:
+            err = ""
+            if self.proc.poll() is not None:
+                err = self.proc.stderr.read()
+            raise AssertionError(f"client.py {' '.join(self.args)}: no output within "
+                                 f"{timeout} s (exit {self.proc.poll()}): {err}")
+        self.out = json.loads(line)
+        return self.out
+
+    def release(self, timeout=10):
+        """Lets the client close its connections itself; waits for it to exit."""
+        try:
+            self.proc.stdin.close()
+            rc = self.proc.wait(timeout=timeout)
+            assert rc == 0, f"client.py {' '.join(self.args)} exited {rc}: " \
+                            f"{self.proc.stderr.read()}"
+        finally:
+            JANITOR.run(self.token)
+
+    def kill(self, timeout=10):
+        """SIGKILL, by pid, with every connection still open."""
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+            self.proc.wait(timeout=timeout)
+        finally:
+            JANITOR.run(self.token)
 
 
 # --- one loaded sluice ----------------------------------------------------------
@@ -290,6 +409,34 @@ class Sluice:
         assert p.returncode == 0, f"client.py {' '.join(map(str, args))} in {ns}: {p.stderr}"
         return json.loads(p.stdout)
 
+    def hold(self, ns, *args, timeout=30):
+        """Starts `client.py hold ARGS` in namespace ns and waits for its output
+        (every connection opened); returns the Holder (output in .out)."""
+        args = ["hold", *map(str, args)]
+        proc = subprocess.Popen(self.wrap(ns, [PY, CLIENT, *args]), stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=CLEAN_ENV)
+        h = Holder(proc, args, JANITOR.add(f"holding client {proc.pid}",
+                                            lambda: _end_holder(proc)))
+        try:
+            h.read_output(timeout)
+        except BaseException:
+            JANITOR.run(h.token)
+            raise
+        return h
+
+    def breakers(self, service=None):
+        return self.ctl_json("breakers", *([service] if service else [])) or []
+
+    def breaker_reset(self, service, endpoint):
+        return self.ctl("-j", "breakers", "reset", service, endpoint)
+
+    def live_raw(self, backend_id):
+        """sl_live[backend_id] as the kernel holds it (signed; the CLI shows < 0 as 0)."""
+        e = bpftool_json("map", "lookup", "pinned", os.path.join(self.pin_root, "sl_live"),
+                         "key", *(str(b) for b in backend_id.to_bytes(4, "little")))
+        return e["formatted"]["value"]
+
     def clients_parallel(self, jobs, timeout=60):
         """jobs: [(ns, args)]; runs them all at once, returns their outputs in order."""
         procs = [subprocess.Popen(self.wrap(ns, [PY, CLIENT, *map(str, args)]),
@@ -308,6 +455,18 @@ class Sluice:
                     p.kill()
                     p.wait()
         return outs
+
+
+def _end_holder(proc):
+    if proc.poll() is None:
+        try:
+            os.kill(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    proc.wait(timeout=10)
+    for f in (proc.stdin, proc.stdout, proc.stderr):
+        if f:
+            f.close()
 
 
 def direct_client(ns, *args, timeout=60):

@@ -35,22 +35,14 @@ static int pool_init(struct id_pool *p, __u32 size, __u32 first)
 {
 	p->used = calloc(size, 1);
 	p->size = size;
-	p->next = first;
+	p->next = first && first < size ? first : 1;
 	return p->used ? 0 : -ENOMEM;
 }
 
-/*
- * Hands out ids after the highest in use, wrapping, so a freed id is reused
- * as late as possible: sockets still open to a removed backend settle their
- * live count against its old id.
- */
 static void pool_mark(struct id_pool *p, __u32 id)
 {
-	if (id >= p->size)
-		return;
-	p->used[id] = 1;
-	if (id + 1 < p->size && id + 1 > p->next)
-		p->next = id + 1;
+	if (id < p->size)
+		p->used[id] = 1;
 }
 
 static void pool_release(struct id_pool *p, __u32 id)
@@ -564,6 +556,8 @@ static int write_generation(struct reconciler *r, const struct sl_registry *want
 	clock_gettime(CLOCK_REALTIME, &now);
 	g.generation++;
 	g.applied_unix_ns = (__u64)now.tv_sec * 1000000000ULL + now.tv_nsec;
+	g.next_service_id = r->svc_ids.next;
+	g.next_backend_id = r->be_ids.next;
 	g.service_count = want->count;
 	g.backend_count = 0;
 	for (size_t i = 0; i < want->count; i++)
@@ -603,10 +597,12 @@ int sl_reconcile(const struct sl_maps *m, const struct sl_registry *want, int dr
 		snprintf(err, errlen, "cannot read the current maps: %s", strerror(-ret));
 		return ret;
 	}
+	/* Ids continue where the last apply stopped (struct sl_generation). */
+	sl_generation_read(m, &g);
 	sorted = calloc(want->count + 1, sizeof(*sorted));
 	ret = -ENOMEM;
-	if (!sorted || pool_init(&r.svc_ids, SL_MAX_SERVICES, 1) ||
-	    pool_init(&r.be_ids, SL_MAX_BACKENDS, 1))
+	if (!sorted || pool_init(&r.svc_ids, SL_MAX_SERVICES, g.next_service_id) ||
+	    pool_init(&r.be_ids, SL_MAX_BACKENDS, g.next_backend_id))
 		goto out;
 	mark_used(&r, &cur);
 	for (size_t i = 0; i < want->count; i++)
@@ -645,8 +641,7 @@ int sl_reconcile(const struct sl_maps *m, const struct sl_registry *want, int dr
 	if (ret)
 		goto out;
 	if (dry_run) {
-		if (!sl_generation_read(m, &g))
-			res->generation = g.generation;
+		res->generation = g.generation;
 	} else {
 		ret = write_generation(&r, want);
 	}
