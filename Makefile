@@ -17,7 +17,7 @@ else
 Q := @
 endif
 
-PKGS := libbpf jansson libmnl libcrypto
+PKGS := libbpf jansson libmnl libcrypto libmicrohttpd
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
@@ -42,8 +42,10 @@ LIBSLUICE := $(BUILD)/libsluice.a
 
 CTL_SRCS := $(wildcard userspace/sluicectl/*.c)
 CTL_OBJS := $(patsubst userspace/%.c,$(BUILD)/obj/%.o,$(CTL_SRCS))
-AGENT_SRCS := $(wildcard userspace/sluiced/*.c)
+AGENT_SRCS := $(filter-out userspace/sluiced/main.c,$(wildcard userspace/sluiced/*.c))
 AGENT_OBJS := $(patsubst userspace/%.c,$(BUILD)/obj/%.o,$(AGENT_SRCS))
+# The agent's modules, as a library the unit tests link too.
+LIBAGENT := $(BUILD)/libsluiced.a
 
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(UNIT_SRCS))
@@ -81,14 +83,18 @@ $(BUILD)/sluicectl: $(CTL_OBJS) $(LIBSLUICE)
 	@[ "$(V)" = 1 ] || echo "  LD      $@"
 	$(Q)$(CC) $(CFLAGS) $^ $(LDLIBS) -o $@
 
-$(BUILD)/sluiced: $(AGENT_OBJS) $(LIBSLUICE)
+$(LIBAGENT): $(AGENT_OBJS)
+	$(Q)rm -f $@
+	$(Q)$(AR) rcs $@ $^
+
+$(BUILD)/sluiced: $(BUILD)/obj/sluiced/main.o $(LIBAGENT) $(LIBSLUICE)
 	@[ "$(V)" = 1 ] || echo "  LD      $@"
 	$(Q)$(CC) $(CFLAGS) $^ $(LDLIBS) -o $@
 
-$(BUILD)/tests/unit/%: tests/unit/%.c $(LIBSLUICE) $(wildcard userspace/lib/*.h)
+$(BUILD)/tests/unit/%: tests/unit/%.c $(LIBAGENT) $(LIBSLUICE) $(wildcard userspace/*/*.h)
 	@mkdir -p $(@D)
 	@[ "$(V)" = 1 ] || echo "  CC      $@"
-	$(Q)$(CC) $(CFLAGS) $< $(LIBSLUICE) $(LDLIBS) -lcmocka -o $@
+	$(Q)$(CC) $(CFLAGS) $< $(LIBAGENT) $(LIBSLUICE) $(LDLIBS) -lcmocka -o $@
 
 # demo, test and bench install what is missing first, then build in a fresh
 # make, so that pkg-config and clang are asked only once they are there.

@@ -7,9 +7,10 @@ set -euo pipefail
 packages=(
 	# build
 	make gcc clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev pkg-config
-	libjansson-dev libmnl-dev libssl-dev linux-libc-dev
+	libjansson-dev libmnl-dev libssl-dev libmicrohttpd-dev linux-libc-dev
 	# tests
-	libcmocka-dev python3-pytest iproute2 nginx-light curl wrk iptables
+	libcmocka-dev libfuzzer-14-dev libclang-rt-14-dev prometheus python3-pytest iproute2
+	nginx-light curl wrk iptables
 	nftables netcat-openbsd procps util-linux python3
 )
 

@@ -137,14 +137,15 @@ static __always_inline int try_two_choices(struct pick_ctx *p, void *slots)
 	return try_candidate(p, a) || (b != a && try_candidate(p, b));
 }
 
-/* Panic: fewer than panic_threshold_pct of the backends are left un-ejected. */
+/* Panic: fewer than panic_threshold_pct of the backends are neither ejected nor down. */
 static __always_inline int svc_in_panic(const struct sl_service *svc)
 {
-	__u32 svc_id = svc->id, usable = svc->backend_count;
+	__u32 svc_id = svc->id, usable = svc->backend_count, out = svc->unhealthy_count;
 	struct sl_svc_state *st = bpf_map_lookup_elem(&sl_svc_state, &svc_id);
 
 	if (st)
-		usable = st->ejected < usable ? usable - st->ejected : 0;
+		out += st->ejected;
+	usable = out < usable ? usable - out : 0;
 	return (__u64)usable * 100 < (__u64)svc->panic_threshold_pct * svc->backend_count;
 }
 

@@ -53,12 +53,13 @@ struct sl_service {
 	__u32 burst;
 	__u32 per_client_connections_per_second;
 	__u32 per_client_burst;
+	__u32 unhealthy_count;	 /* backends the agent's health checks hold down */
 	__u8 algorithm;		 /* enum sl_algorithm */
 	__u8 panic_threshold_pct;
 	__u8 max_ejection_pct;
 	__u8 pad;
 	char name[SL_NAME_MAX];
 };
-_Static_assert(sizeof(struct sl_service) == 116, "ABI: sl_service");
+_Static_assert(sizeof(struct sl_service) == 120, "ABI: sl_service");
 
 #endif

@@ -254,13 +254,15 @@ static void delete_backend(struct reconciler *r, __u32 id)
 	pool_release(&r->be_ids, id);
 }
 
+/* unhealthy: the health checker's count, kept from the value in force. */
 static int write_service(struct reconciler *r, const struct sl_reg_service *want, __u32 id,
-			 __u32 backend_count)
+			 __u32 backend_count, __u32 unhealthy)
 {
 	struct sl_service v = want->settings;
 
 	v.id = id;
 	v.backend_count = backend_count;
+	v.unhealthy_count = unhealthy;
 	snprintf(v.name, sizeof(v.name), "%s", want->settings.name);
 	if (bpf_map_update_elem(r->m->services, &want->key, &v, BPF_ANY))
 		return fail(r, "service \"%s\": cannot write it to sl_services: %s", v.name,
@@ -337,7 +339,7 @@ static int add_service(struct reconciler *r, const struct sl_reg_service *want)
 	}
 	err = install_table(r, want, svc_id, ids, 0);
 	if (!err)
-		err = write_service(r, want, svc_id, want->backend_count);
+		err = write_service(r, want, svc_id, want->backend_count, 0);
 out:
 	free(ids);
 	return err;
@@ -516,7 +518,7 @@ static int update_service(struct reconciler *r, const struct sl_state_service *c
 		err = install_table(r, want, svc_id, ids,
 				    cur->v.algorithm == SL_ALG_MAGLEV ? len : 0);
 	if (!err && (detail[0] || cur->v.backend_count != want->backend_count))
-		err = write_service(r, want, svc_id, want->backend_count);
+		err = write_service(r, want, svc_id, want->backend_count, cur->v.unhealthy_count);
 	if (!err && removed) {
 		drop_unlisted(r, cur, ids, want->backend_count);
 		sl_svc_state_recount(r->m, svc_id, ids, want->backend_count);

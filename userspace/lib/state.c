@@ -6,6 +6,7 @@
 #include <string.h>
 #include <bpf/bpf.h>
 
+#include "addr.h"
 #include "state.h"
 
 int sl_backend_cmp(__u8 fa, const struct sl_addr *a, __u16 pa, __u8 fb, const struct sl_addr *b,
@@ -169,4 +170,45 @@ struct sl_state_service *sl_state_find(const struct sl_state *st, const char *na
 	memset(&probe, 0, sizeof(probe));
 	snprintf(probe.v.name, sizeof(probe.v.name), "%s", name);
 	return bsearch(&probe, st->services, st->count, sizeof(probe), cmp_state_service);
+}
+
+const struct sl_state_backend *sl_state_find_backend(const struct sl_state_service *s,
+						     const char *endpoint)
+{
+	struct sl_addr addr;
+	__u8 family;
+	__u16 port;
+
+	if (sl_endpoint_parse(endpoint, &addr, &family, &port))
+		return NULL;
+	for (size_t k = 0; k < s->backend_count; k++) {
+		const struct sl_backend *b = &s->backends[k].v;
+
+		if (b->family == family && ntohs(b->port) == port &&
+		    !memcmp(&b->addr, &addr, sizeof(addr)))
+			return &s->backends[k];
+	}
+	return NULL;
+}
+
+int sl_state_reset_breaker(const struct sl_maps *m, const struct sl_state_service *s,
+			   const struct sl_state_backend *b, __u32 *prev)
+{
+	struct sl_breaker before = { 0 };
+	__u32 *ids;
+	int err;
+
+	sl_breaker_read(m, b->id, &before);
+	*prev = before.state;
+	err = sl_breaker_reset(m, b->id);
+	if (err)
+		return err;
+	ids = calloc(s->backend_count + 1, sizeof(*ids));
+	if (!ids)
+		return -ENOMEM;
+	for (size_t k = 0; k < s->backend_count; k++)
+		ids[k] = s->backends[k].id;
+	err = sl_svc_state_recount(m, s->v.id, ids, s->backend_count);
+	free(ids);
+	return err;
 }

@@ -32,6 +32,13 @@ void sl_state_free(struct sl_state *st);
 /* The service named name, or NULL. */
 struct sl_state_service *sl_state_find(const struct sl_state *st, const char *name);
 
+/* The backend of s at "ADDR:PORT" (IPv6 "[ADDR]:PORT"), or NULL. */
+const struct sl_state_backend *sl_state_find_backend(const struct sl_state_service *s,
+						     const char *endpoint);
+/* Closes one breaker by hand and recounts its service's ejections; *prev gets the old state. */
+int sl_state_reset_breaker(const struct sl_maps *m, const struct sl_state_service *s,
+			   const struct sl_state_backend *b, __u32 *prev);
+
 /* Orders backends by family, address bytes, then port: the order tables are built in. */
 int sl_backend_cmp(__u8 fa, const struct sl_addr *a, __u16 pa, __u8 fb, const struct sl_addr *b,
 		   __u16 pb);

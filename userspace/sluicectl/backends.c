@@ -8,24 +8,8 @@
 #include "lib/log.h"
 #include "lib/maps.h"
 #include "lib/state.h"
+#include "lib/views.h"
 #include "sluicectl.h"
-
-static json_t *backend_json(const char *service, const struct sl_state_backend *b,
-			    const struct sl_be_stats *st)
-{
-	char addr[SL_ADDR_STRLEN];
-
-	return json_pack("{s:s,s:I,s:s,s:i,s:I,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:o}", "service",
-			 service, "id", (json_int_t)b->id, "address",
-			 sl_addr_format(&b->v.addr, b->v.family, addr, sizeof(addr)), "port",
-			 ntohs(b->v.port), "weight", (json_int_t)b->v.weight, "health",
-			 sl_health_name(b->v.health), "selected", (json_int_t)st->selected,
-			 "established", (json_int_t)st->established, "connect_failed",
-			 (json_int_t)st->connect_failed, "closed", (json_int_t)st->closed,
-			 "panic_selected", (json_int_t)st->panic_selected, "probes",
-			 (json_int_t)st->probes, "ejections", (json_int_t)st->ejections, "skipped",
-			 ctl_reason_counts_json(st->skipped));
-}
 
 int do_backends(struct ctl *c)
 {
@@ -64,12 +48,12 @@ int do_backends(struct ctl *c)
 			struct sl_be_stats stats;
 			char ep[SL_ENDPOINT_STRLEN];
 
-			if (sl_stats_read_backend(&m, b->id, &stats))
-				memset(&stats, 0, sizeof(stats));
 			if (c->json) {
-				json_array_append_new(arr, backend_json(s->v.name, b, &stats));
+				json_array_append_new(arr, sl_json_backend(&m, s, b));
 				continue;
 			}
+			if (sl_stats_read_backend(&m, b->id, &stats))
+				memset(&stats, 0, sizeof(stats));
 			printf("%-24s %-8u %-46s %-7u %-8s %-12llu %-12llu %llu\n", s->v.name, b->id,
 			       sl_endpoint_format(&b->v.addr, b->v.family, ntohs(b->v.port), ep,
 						  sizeof(ep)),

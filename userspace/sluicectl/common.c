@@ -26,13 +26,3 @@ void ctl_release_state(struct sl_maps *m, struct sl_state *st)
 	sl_state_free(st);
 	sl_maps_close(m);
 }
-
-json_t *ctl_reason_counts_json(const __u64 *counts)
-{
-	json_t *o = json_object();
-
-	for (unsigned int r = 0; r < SL_REASON_COUNT; r++)
-		if (sl_reason_name(r))
-			json_object_set_new(o, sl_reason_name(r), json_integer(counts[r]));
-	return o;
-}

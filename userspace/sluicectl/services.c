@@ -9,12 +9,8 @@
 #include "lib/maps.h"
 #include "lib/registry.h"
 #include "lib/state.h"
+#include "lib/views.h"
 #include "sluicectl.h"
-
-static const char *family_name(__u8 family)
-{
-	return family == SL_FAMILY_IPV6 ? "ipv6" : "ipv4";
-}
 
 static __u64 refused_total(const struct sl_svc_stats *s)
 {
@@ -23,22 +19,6 @@ static __u64 refused_total(const struct sl_svc_stats *s)
 	for (unsigned int r = 0; r < SL_REASON_COUNT; r++)
 		total += s->refused[r];
 	return total;
-}
-
-static json_t *service_json(const struct sl_state_service *s, const struct sl_svc_stats *st)
-{
-	char vip[SL_ADDR_STRLEN];
-
-	return json_pack("{s:s,s:I,s:s,s:i,s:s,s:s,s:s,s:I,s:I,s:I,s:o,s:I,s:i}", "name",
-			 s->v.name, "id", (json_int_t)s->v.id, "vip",
-			 sl_addr_format(&s->key.vip, s->key.family, vip, sizeof(vip)), "port",
-			 ntohs(s->key.port), "protocol", sl_proto_name(s->key.proto), "family",
-			 family_name(s->key.family), "algorithm", sl_algorithm_name(s->v.algorithm),
-			 "backend_count", (json_int_t)s->backend_count, "selected",
-			 (json_int_t)st->selected, "panic_selected", (json_int_t)st->panic_selected,
-			 "refused", ctl_reason_counts_json(st->refused), "affinity_timeout_s",
-			 (json_int_t)s->v.affinity_timeout_s, "panic_threshold_percent",
-			 s->v.panic_threshold_pct);
 }
 
 int do_services(struct ctl *c)
@@ -65,12 +45,12 @@ int do_services(struct ctl *c)
 		struct sl_svc_stats stats;
 		char vip[SL_ENDPOINT_STRLEN + 8];
 
-		if (sl_stats_read_service(&m, s->v.id, &stats))
-			memset(&stats, 0, sizeof(stats));
 		if (c->json) {
-			json_array_append_new(arr, service_json(s, &stats));
+			json_array_append_new(arr, sl_json_service(&m, s));
 			continue;
 		}
+		if (sl_stats_read_service(&m, s->v.id, &stats))
+			memset(&stats, 0, sizeof(stats));
 		sl_endpoint_format(&s->key.vip, s->key.family, ntohs(s->key.port), vip, sizeof(vip));
 		strcat(vip, s->key.proto == 17 ? "/udp" : "/tcp");
 		printf("%-24s %-6u %-40s %-11s %-8zu %-12llu %llu\n", s->v.name, s->v.id, vip,

@@ -39,8 +39,6 @@ void ctl_print_json(const struct ctl *c, json_t *doc);
 /* Opens the pinned maps and reads services and backends; logs why not. */
 int ctl_read_state(const struct ctl *c, struct sl_maps *m, struct sl_state *st);
 void ctl_release_state(struct sl_maps *m, struct sl_state *st);
-/* {"no_backend": n, ...} for an array of SL_REASON_COUNT counters. */
-json_t *ctl_reason_counts_json(const __u64 *counts);
 /* Consumes an optional show/list verb; returns -1 for "help". */
 int ctl_take_show_verb(struct ctl *c);
 void usage(void);
