@@ -9,7 +9,9 @@
 #include <time.h>
 #include <unistd.h>
 #include <bpf/bpf.h>
+#include <bpf/libbpf.h>
 
+#include "batch.h"
 #include "reconcile.h"
 #include "slots.h"
 #include "state.h"
@@ -21,15 +23,82 @@ struct id_pool {
 	__u32 next;
 };
 
+/* A service whose ejected-backend count is recounted once its removed backends are gone. */
+struct recount {
+	__u32 svc_id;
+	__u32 *ids;
+	size_t n;
+};
+
+/*
+ * Planning fills these; sl_reconcile then writes them in an order that
+ * keeps every service consistent (see flush_plan).
+ */
+struct plan {
+	struct sl_batch svc_del;	  /* sl_services keys to delete first */
+	struct sl_batch be_fresh_stats;	  /* new backend ids: zeroed counters... */
+	struct sl_batch be_fresh_breaker; /* ...closed breakers... */
+	struct sl_batch be_fresh_live;	  /* ...and no live connections */
+	struct sl_batch be_put;		  /* sl_backends records */
+	struct sl_batch svc_fresh_stats;  /* new service ids: zeroed counters, rr, state */
+	struct sl_batch svc_fresh_rr;
+	struct sl_batch svc_fresh_state;
+	struct sl_batch tables;		  /* sl_svc_slots: service id -> new inner map fd */
+	struct sl_batch slots_del;
+	struct sl_batch svc_put;	  /* sl_services values */
+	struct sl_batch be_del;		  /* sl_backends ids, after the swaps */
+	struct recount *recounts;
+	size_t recount_count;
+};
+
 struct reconciler {
 	const struct sl_maps *m;
 	int dry_run;
 	struct sl_apply_result *res;
 	struct id_pool svc_ids;
 	struct id_pool be_ids;
+	struct plan plan;
 	char *err;
 	size_t errlen;
 };
+
+static void plan_init(struct plan *p)
+{
+	int ncpus = libbpf_num_possible_cpus();
+
+	if (ncpus < 1)
+		ncpus = 1;
+	memset(p, 0, sizeof(*p));
+	sl_batch_init(&p->svc_del, sizeof(struct sl_svc_key), 0);
+	sl_batch_init(&p->be_fresh_stats, sizeof(__u32), ncpus * sizeof(struct sl_be_stats));
+	sl_batch_init(&p->be_fresh_breaker, sizeof(__u32), sizeof(struct sl_breaker));
+	sl_batch_init(&p->be_fresh_live, sizeof(__u32), sizeof(__s32));
+	sl_batch_init(&p->be_put, sizeof(__u32), sizeof(struct sl_backend));
+	sl_batch_init(&p->svc_fresh_stats, sizeof(__u32), ncpus * sizeof(struct sl_svc_stats));
+	sl_batch_init(&p->svc_fresh_rr, sizeof(__u32), sizeof(__u32));
+	sl_batch_init(&p->svc_fresh_state, sizeof(__u32), sizeof(struct sl_svc_state));
+	sl_batch_init(&p->tables, sizeof(__u32), sizeof(__u32));
+	sl_batch_init(&p->slots_del, sizeof(__u32), 0);
+	sl_batch_init(&p->svc_put, sizeof(struct sl_svc_key), sizeof(struct sl_service));
+	sl_batch_init(&p->be_del, sizeof(__u32), 0);
+}
+
+static void plan_free(struct plan *p)
+{
+	struct sl_batch *all[] = { &p->svc_del, &p->be_fresh_stats, &p->be_fresh_breaker,
+				   &p->be_fresh_live, &p->be_put, &p->svc_fresh_stats,
+				   &p->svc_fresh_rr, &p->svc_fresh_state, &p->tables,
+				   &p->slots_del, &p->svc_put, &p->be_del };
+
+	/* The inner maps staged in tables are held by their fds until here. */
+	for (size_t i = 0; i < p->tables.count; i++)
+		close(((__u32 *)p->tables.values)[i]);
+	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+		sl_batch_free(all[i]);
+	for (size_t i = 0; i < p->recount_count; i++)
+		free(p->recounts[i].ids);
+	free(p->recounts);
+}
 
 static int pool_init(struct id_pool *p, __u32 size, __u32 first)
 {
@@ -185,13 +254,13 @@ static void diff_settings(const struct sl_state_service *cur, const struct sl_re
 
 /*
  * Writes the selection table and then the backend list (slot T+1 = B, then B
- * ids: bpf/lib/maps.h) into a new inner map and swaps it in.
+ * ids: bpf/lib/maps.h) into a new inner map and stages it for the swap.
  */
 static int write_table(struct reconciler *r, const char *name, __u32 svc_id,
 		       const struct sl_slots *t, const __u32 *ids, __u32 nids)
 {
 	LIBBPF_OPTS(bpf_map_create_opts, opts, .map_flags = BPF_F_INNER_MAP);
-	__u32 len = t->len + 1 + nids, count = len, *keys = NULL, *values = NULL;
+	__u32 len = t->len + 1 + nids, count = len, *keys = NULL, *values = NULL, ufd;
 	int fd, err = 0;
 
 	fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, "sl_slots", sizeof(__u32), sizeof(__u32), len,
@@ -215,43 +284,39 @@ static int write_table(struct reconciler *r, const char *name, __u32 svc_id,
 			   strerror(errno));
 		goto out;
 	}
-	/* The swap: one update replaces the whole table for every later lookup. */
-	if (bpf_map_update_elem(r->m->svc_slots, &svc_id, &fd, BPF_ANY))
-		err = fail(r, "service \"%s\": cannot install its selection table in sl_svc_slots: %s",
-			   name, strerror(errno));
+	ufd = fd;
+	err = sl_batch_add(&r->plan.tables, &svc_id, &ufd);
+	if (!err)
+		fd = -1; /* closed by plan_free, after the swap */
 out:
 	free(keys);
 	free(values);
-	close(fd);
+	if (fd >= 0)
+		close(fd);
 	return err;
 }
 
 /* A new backend id starts with zero counters, a closed breaker and no live connections. */
-static void reset_backend_state(struct reconciler *r, __u32 id)
+static int reset_backend_state(struct reconciler *r, __u32 id)
 {
-	struct sl_breaker closed = { 0 };
-	__s32 zero = 0;
+	struct plan *p = &r->plan;
+	int err;
 
-	sl_stats_reset_backend(r->m, id);
-	bpf_map_update_elem(r->m->breakers, &id, &closed, BPF_F_LOCK);
-	bpf_map_update_elem(r->m->live, &id, &zero, BPF_ANY);
+	if ((err = sl_batch_add(&p->be_fresh_stats, &id, NULL)) ||
+	    (err = sl_batch_add(&p->be_fresh_breaker, &id, NULL)))
+		return err;
+	return sl_batch_add(&p->be_fresh_live, &id, NULL);
 }
 
-static int write_backend(struct reconciler *r, const char *svc, __u32 id,
-			 const struct sl_backend *b)
+static int write_backend(struct reconciler *r, __u32 id, const struct sl_backend *b)
 {
-	char ep[SL_ENDPOINT_STRLEN];
-
-	if (bpf_map_update_elem(r->m->backends, &id, b, BPF_ANY))
-		return fail(r, "service \"%s\": cannot write backend %s to sl_backends: %s", svc,
-			    backend_name(b, ep, sizeof(ep)), strerror(errno));
-	return 0;
+	return sl_batch_add(&r->plan.be_put, &id, b);
 }
 
-static void delete_backend(struct reconciler *r, __u32 id)
+static int delete_backend(struct reconciler *r, __u32 id)
 {
-	bpf_map_delete_elem(r->m->backends, &id);
 	pool_release(&r->be_ids, id);
+	return sl_batch_add(&r->plan.be_del, &id, NULL);
 }
 
 /* unhealthy: the health checker's count, kept from the value in force. */
@@ -264,10 +329,7 @@ static int write_service(struct reconciler *r, const struct sl_reg_service *want
 	v.backend_count = backend_count;
 	v.unhealthy_count = unhealthy;
 	snprintf(v.name, sizeof(v.name), "%s", want->settings.name);
-	if (bpf_map_update_elem(r->m->services, &want->key, &v, BPF_ANY))
-		return fail(r, "service \"%s\": cannot write it to sl_services: %s", v.name,
-			    strerror(errno));
-	return 0;
+	return sl_batch_add(&r->plan.svc_put, &want->key, &v);
 }
 
 static void fill_backend(struct sl_backend *b, const struct sl_reg_backend *rb, __u32 svc_id)
@@ -301,7 +363,7 @@ static int add_service(struct reconciler *r, const struct sl_reg_service *want)
 {
 	const char *name = want->settings.name;
 	char key[80];
-	__u32 *ids = NULL, svc_id, zero = 0;
+	__u32 *ids = NULL, svc_id;
 	int err = 0;
 
 	err = record(r, SL_CHANGE_ADD, SL_OBJ_SERVICE, name, NULL, "%s %s, %zu backends",
@@ -318,9 +380,10 @@ static int add_service(struct reconciler *r, const struct sl_reg_service *want)
 	ids = calloc(want->backend_count + 1, sizeof(*ids));
 	if (!ids)
 		return -ENOMEM;
-	sl_stats_reset_service(r->m, svc_id);
-	bpf_map_update_elem(r->m->rr, &svc_id, &zero, BPF_ANY);
-	sl_svc_state_recount(r->m, svc_id, NULL, 0);
+	if ((err = sl_batch_add(&r->plan.svc_fresh_stats, &svc_id, NULL)) ||
+	    (err = sl_batch_add(&r->plan.svc_fresh_rr, &svc_id, NULL)) ||
+	    (err = sl_batch_add(&r->plan.svc_fresh_state, &svc_id, NULL)))
+		goto out;
 	for (size_t i = 0; i < want->backend_count; i++) {
 		struct sl_backend b;
 
@@ -332,8 +395,9 @@ static int add_service(struct reconciler *r, const struct sl_reg_service *want)
 			goto out;
 		}
 		fill_backend(&b, &want->backends[i], svc_id);
-		reset_backend_state(r, ids[i]);
-		err = write_backend(r, name, ids[i], &b);
+		err = reset_backend_state(r, ids[i]);
+		if (!err)
+			err = write_backend(r, ids[i], &b);
 		if (err)
 			goto out;
 	}
@@ -355,13 +419,14 @@ static int remove_service(struct reconciler *r, const struct sl_state_service *c
 		     svc_key_name(&cur->key, key, sizeof(key)), cur->backend_count);
 	if (err || r->dry_run)
 		return err;
-	/* Key first: once it is gone no new connect can reach the table or the backends. */
-	bpf_map_delete_elem(r->m->services, &cur->key);
-	bpf_map_delete_elem(r->m->svc_slots, &id);
+	/* Key first (flush_plan): once it is gone no connect reaches the table or backends. */
 	pool_release(&r->svc_ids, id);
-	for (size_t i = 0; i < cur->backend_count; i++)
-		delete_backend(r, cur->backends[i].id);
-	return 0;
+	if ((err = sl_batch_add(&r->plan.svc_del, &cur->key, NULL)) ||
+	    (err = sl_batch_add(&r->plan.slots_del, &id, NULL)))
+		return err;
+	for (size_t i = 0; i < cur->backend_count && !err; i++)
+		err = delete_backend(r, cur->backends[i].id);
+	return err;
 }
 
 struct want_index {
@@ -426,8 +491,9 @@ static int merge_backends(struct reconciler *r, const struct sl_state_service *c
 					break;
 				}
 				fill_backend(&b, wb, cur->v.id);
-				reset_backend_state(r, ids[wi[j].pos]);
-				err = write_backend(r, name, ids[wi[j].pos], &b);
+				err = reset_backend_state(r, ids[wi[j].pos]);
+				if (!err)
+					err = write_backend(r, ids[wi[j].pos], &b);
 			}
 			j++;
 		} else {
@@ -440,7 +506,7 @@ static int merge_backends(struct reconciler *r, const struct sl_state_service *c
 				b = cb->v; /* keeps the health the agent set */
 				b.weight = wb->weight;
 				if (!err && !r->dry_run)
-					err = write_backend(r, name, cb->id, &b);
+					err = write_backend(r, cb->id, &b);
 			}
 			i++;
 			j++;
@@ -452,18 +518,40 @@ static int merge_backends(struct reconciler *r, const struct sl_state_service *c
 	return err ? err : changed;
 }
 
-/* Removes backends of cur that the document no longer lists (after the swap). */
-static void drop_unlisted(struct reconciler *r, const struct sl_state_service *cur, const __u32 *ids,
-			  size_t n)
+/*
+ * Removes backends of cur that the document no longer lists (after the swap),
+ * and has the service's ejections recounted without them.
+ */
+static int drop_unlisted(struct reconciler *r, const struct sl_state_service *cur, const __u32 *ids,
+			 size_t n)
 {
-	for (size_t i = 0; i < cur->backend_count; i++) {
+	struct plan *p = &r->plan;
+	struct recount *rc;
+	int err = 0;
+
+	for (size_t i = 0; i < cur->backend_count && !err; i++) {
 		int listed = 0;
 
 		for (size_t k = 0; k < n && !listed; k++)
 			listed = ids[k] == cur->backends[i].id;
 		if (!listed)
-			delete_backend(r, cur->backends[i].id);
+			err = delete_backend(r, cur->backends[i].id);
 	}
+	if (err)
+		return err;
+	rc = realloc(p->recounts, (p->recount_count + 1) * sizeof(*rc));
+	if (!rc)
+		return -ENOMEM;
+	p->recounts = rc;
+	rc = &p->recounts[p->recount_count];
+	rc->svc_id = cur->v.id;
+	rc->n = n;
+	rc->ids = malloc((n + 1) * sizeof(*ids));
+	if (!rc->ids)
+		return -ENOMEM;
+	memcpy(rc->ids, ids, n * sizeof(*ids));
+	p->recount_count++;
+	return 0;
 }
 
 /* Slot count of the table in force for svc_id; -ENOENT when there is none. */
@@ -519,10 +607,8 @@ static int update_service(struct reconciler *r, const struct sl_state_service *c
 				    cur->v.algorithm == SL_ALG_MAGLEV ? len : 0);
 	if (!err && (detail[0] || cur->v.backend_count != want->backend_count))
 		err = write_service(r, want, svc_id, want->backend_count, cur->v.unhealthy_count);
-	if (!err && removed) {
-		drop_unlisted(r, cur, ids, want->backend_count);
-		sl_svc_state_recount(r->m, svc_id, ids, want->backend_count);
-	}
+	if (!err && removed)
+		err = drop_unlisted(r, cur, ids, want->backend_count);
 out:
 	free(ids);
 	return err;
@@ -571,6 +657,56 @@ static int write_generation(struct reconciler *r, const struct sl_registry *want
 	return 0;
 }
 
+static int flush_step(struct reconciler *r, int err, const char *what, const char *map)
+{
+	if (err)
+		snprintf(r->err, r->errlen, "cannot %s in %s: %s", what, map, strerror(-err));
+	return err;
+}
+
+/*
+ * Writes the plan. Order: keys of removed and moved services go first (no
+ * connect reaches them any more); then backend records and fresh per-id
+ * state, so every id a new table names resolves; then the tables, swapped
+ * in one batch (one RCU wait for all); then the service values; last the
+ * backends no table names any more.
+ */
+static int flush_plan(struct reconciler *r)
+{
+	const struct sl_maps *m = r->m;
+	struct plan *p = &r->plan;
+	int err;
+
+	if ((err = flush_step(r, sl_batch_delete(m->services, &p->svc_del), "remove services",
+			      "sl_services")) ||
+	    (err = flush_step(r, sl_batch_update(m->be_stats, &p->be_fresh_stats, 0),
+			      "zero backend counters", "sl_be_stats")) ||
+	    (err = flush_step(r, sl_batch_update(m->breakers, &p->be_fresh_breaker, BPF_F_LOCK),
+			      "close new breakers", "sl_breakers")) ||
+	    (err = flush_step(r, sl_batch_update(m->live, &p->be_fresh_live, 0),
+			      "zero live counts", "sl_live")) ||
+	    (err = flush_step(r, sl_batch_update(m->backends, &p->be_put, 0), "write backends",
+			      "sl_backends")) ||
+	    (err = flush_step(r, sl_batch_update(m->svc_stats, &p->svc_fresh_stats, 0),
+			      "zero service counters", "sl_svc_stats")) ||
+	    (err = flush_step(r, sl_batch_update(m->rr, &p->svc_fresh_rr, 0),
+			      "reset round-robin positions", "sl_rr")) ||
+	    (err = flush_step(r, sl_batch_update(m->svc_state, &p->svc_fresh_state, 0),
+			      "reset service state", "sl_svc_state")) ||
+	    (err = flush_step(r, sl_batch_update(m->svc_slots, &p->tables, 0),
+			      "install selection tables", "sl_svc_slots")) ||
+	    (err = flush_step(r, sl_batch_delete(m->svc_slots, &p->slots_del),
+			      "remove selection tables", "sl_svc_slots")) ||
+	    (err = flush_step(r, sl_batch_update(m->services, &p->svc_put, 0), "write services",
+			      "sl_services")) ||
+	    (err = flush_step(r, sl_batch_delete(m->backends, &p->be_del), "remove backends",
+			      "sl_backends")))
+		return err;
+	for (size_t i = 0; i < p->recount_count; i++)
+		sl_svc_state_recount(m, p->recounts[i].svc_id, p->recounts[i].ids, p->recounts[i].n);
+	return 0;
+}
+
 static void mark_used(struct reconciler *r, const struct sl_state *cur)
 {
 	for (size_t i = 0; i < cur->count; i++) {
@@ -587,6 +723,8 @@ int sl_reconcile(const struct sl_maps *m, const struct sl_registry *want, int dr
 {
 	struct reconciler r = { .m = m, .dry_run = dry_run, .res = res, .err = err,
 				.errlen = errlen };
+
+	plan_init(&r.plan);
 	const struct sl_reg_service **sorted = NULL;
 	struct sl_generation g = { 0 };
 	struct sl_state cur;
@@ -623,7 +761,7 @@ int sl_reconcile(const struct sl_maps *m, const struct sl_registry *want, int dr
 		if (!w)
 			ret = remove_service(&r, c);
 		else if (!dry_run && memcmp(&c->key, &w->key, sizeof(c->key)))
-			bpf_map_delete_elem(m->services, &c->key);
+			ret = sl_batch_add(&r.plan.svc_del, &c->key, NULL);
 	}
 	for (size_t i = 0; i < cur.orphan_count && !ret; i++) {
 		char ep[SL_ENDPOINT_STRLEN];
@@ -632,7 +770,7 @@ int sl_reconcile(const struct sl_maps *m, const struct sl_registry *want, int dr
 			     backend_name(&cur.orphans[i].v, ep, sizeof(ep)),
 			     "left over from an interrupted apply");
 		if (!ret && !dry_run)
-			delete_backend(&r, cur.orphans[i].id);
+			ret = delete_backend(&r, cur.orphans[i].id);
 	}
 	for (size_t i = 0; i < want->count && !ret; i++) {
 		const struct sl_reg_service *w = &want->services[i];
@@ -645,11 +783,14 @@ int sl_reconcile(const struct sl_maps *m, const struct sl_registry *want, int dr
 	if (dry_run) {
 		res->generation = g.generation;
 	} else {
-		ret = write_generation(&r, want);
+		ret = flush_plan(&r);
+		if (!ret)
+			ret = write_generation(&r, want);
 	}
 out:
 	if (ret && !err[0])
 		snprintf(err, errlen, "%s", strerror(-ret));
+	plan_free(&r.plan);
 	free(r.svc_ids.used);
 	free(r.be_ids.used);
 	free(sorted);

@@ -7,6 +7,7 @@
 #include <bpf/bpf.h>
 
 #include "addr.h"
+#include "batch.h"
 #include "state.h"
 
 int sl_backend_cmp(__u8 fa, const struct sl_addr *a, __u16 pa, __u8 fb, const struct sl_addr *b,
@@ -54,32 +55,26 @@ static int grow(void **items, size_t *cap, size_t need, size_t size)
 	return 0;
 }
 
-static int read_services(const struct sl_maps *m, struct sl_state *st, size_t *cap)
+static int read_services(const struct sl_maps *m, struct sl_state *st)
 {
-	struct sl_svc_key key, next;
-	void *prev = NULL;
+	struct sl_batch all;
 	int err;
 
-	while (!bpf_map_get_next_key(m->services, prev, &next)) {
-		struct sl_state_service *s;
-
-		key = next;
-		prev = &key;
-		err = grow((void **)&st->services, cap, st->count + 1, sizeof(*s));
-		if (err)
-			return err;
-		s = &st->services[st->count];
-		memset(s, 0, sizeof(*s));
-		s->key = key;
-		if (bpf_map_lookup_elem(m->services, &key, &s->v)) {
-			if (errno == ENOENT) /* deleted under us */
-				continue;
-			return -errno;
-		}
-		s->v.name[SL_NAME_MAX - 1] = '\0';
-		st->count++;
+	sl_batch_init(&all, sizeof(struct sl_svc_key), sizeof(struct sl_service));
+	err = sl_batch_dump(m->services, &all);
+	if (!err && all.count) {
+		st->services = calloc(all.count, sizeof(*st->services));
+		err = st->services ? 0 : -ENOMEM;
 	}
-	return errno == ENOENT ? 0 : -errno;
+	for (size_t i = 0; !err && i < all.count; i++) {
+		struct sl_state_service *s = &st->services[st->count++];
+
+		memcpy(&s->key, all.keys + i * all.key_size, sizeof(s->key));
+		memcpy(&s->v, all.values + i * all.value_size, sizeof(s->v));
+		s->v.name[SL_NAME_MAX - 1] = '\0';
+	}
+	sl_batch_free(&all);
+	return err;
 }
 
 static int add_backend(struct sl_state *st, struct sl_state_service **by_id, size_t *orphan_cap,
@@ -105,14 +100,13 @@ static int add_backend(struct sl_state *st, struct sl_state_service **by_id, siz
 int sl_state_read(const struct sl_maps *m, struct sl_state *st)
 {
 	struct sl_state_service **by_id = NULL;
-	size_t cap = 0, orphan_cap = 0;
-	struct sl_state_backend b;
-	__u32 key, next;
-	void *prev = NULL;
+	struct sl_batch backends;
+	size_t orphan_cap = 0;
 	int err;
 
 	memset(st, 0, sizeof(*st));
-	err = read_services(m, st, &cap);
+	sl_batch_init(&backends, sizeof(__u32), sizeof(struct sl_backend));
+	err = read_services(m, st);
 	if (err)
 		goto out;
 	qsort(st->services, st->count, sizeof(st->services[0]), cmp_state_service);
@@ -126,28 +120,21 @@ int sl_state_read(const struct sl_maps *m, struct sl_state *st)
 		if (st->services[i].v.id < SL_MAX_SERVICES)
 			by_id[st->services[i].v.id] = &st->services[i];
 
-	while (!bpf_map_get_next_key(m->backends, prev, &next)) {
-		key = next;
-		prev = &key;
-		b.id = key;
-		if (bpf_map_lookup_elem(m->backends, &key, &b.v)) {
-			if (errno == ENOENT)
-				continue;
-			err = -errno;
-			goto out;
-		}
+	err = sl_batch_dump(m->backends, &backends);
+	for (size_t i = 0; !err && i < backends.count; i++) {
+		struct sl_state_backend b;
+
+		memcpy(&b.id, backends.keys + i * backends.key_size, sizeof(b.id));
+		memcpy(&b.v, backends.values + i * backends.value_size, sizeof(b.v));
 		err = add_backend(st, by_id, &orphan_cap, &b);
-		if (err)
-			goto out;
 	}
-	if (errno != ENOENT) {
-		err = -errno;
+	if (err)
 		goto out;
-	}
 	for (size_t i = 0; i < st->count; i++)
 		qsort(st->services[i].backends, st->services[i].backend_count,
 		      sizeof(struct sl_state_backend), cmp_state_backend);
 out:
+	sl_batch_free(&backends);
 	free(by_id);
 	if (err)
 		sl_state_free(st);
