@@ -91,18 +91,47 @@ $(BUILD)/sluiced: $(BUILD)/obj/sluiced/main.o $(LIBAGENT) $(LIBSLUICE)
 	@[ "$(V)" = 1 ] || echo "  LD      $@"
 	$(Q)$(CC) $(CFLAGS) $^ $(LDLIBS) -o $@
 
-$(BUILD)/tests/unit/%: tests/unit/%.c $(LIBAGENT) $(LIBSLUICE) $(wildcard userspace/*/*.h)
+# Unit tests run against a second build of the libraries with AddressSanitizer
+# and UndefinedBehaviorSanitizer: any finding fails the test.
+SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+SAN_LIBSLUICE := $(BUILD)/san/libsluice.a
+SAN_LIBAGENT := $(BUILD)/san/libsluiced.a
+
+$(BUILD)/san/obj/%.o: userspace/%.c $(wildcard userspace/*/*.h) $(wildcard include/sluice/*.h) $(SKELS)
 	@mkdir -p $(@D)
-	@[ "$(V)" = 1 ] || echo "  CC      $@"
-	$(Q)$(CC) $(CFLAGS) $< $(LIBAGENT) $(LIBSLUICE) $(LDLIBS) -lcmocka -o $@
+	@[ "$(V)" = 1 ] || echo "  CC/SAN  $@"
+	$(Q)$(CC) $(CFLAGS) $(SAN_FLAGS) -c $< -o $@
+
+$(SAN_LIBSLUICE): $(patsubst $(BUILD)/obj/%,$(BUILD)/san/obj/%,$(LIB_OBJS))
+	$(Q)rm -f $@
+	$(Q)$(AR) rcs $@ $^
+
+$(SAN_LIBAGENT): $(patsubst $(BUILD)/obj/%,$(BUILD)/san/obj/%,$(AGENT_OBJS))
+	$(Q)rm -f $@
+	$(Q)$(AR) rcs $@ $^
+
+$(BUILD)/tests/unit/%: tests/unit/%.c $(SAN_LIBAGENT) $(SAN_LIBSLUICE) $(wildcard userspace/*/*.h)
+	@mkdir -p $(@D)
+	@[ "$(V)" = 1 ] || echo "  CC/SAN  $@"
+	$(Q)$(CC) $(CFLAGS) $(SAN_FLAGS) $< $(SAN_LIBAGENT) $(SAN_LIBSLUICE) $(LDLIBS) -lcmocka -o $@
+
+# libFuzzer on the registry parser (clang), with ASan and UBSan; seeds in tests/fuzz/corpus.
+FUZZ_BINS := $(BUILD)/fuzz/fuzz_registry
+$(BUILD)/fuzz/fuzz_registry: tests/fuzz/fuzz_registry.c userspace/lib/registry.c userspace/lib/addr.c \
+		$(wildcard userspace/lib/*.h)
+	@mkdir -p $(@D)
+	@[ "$(V)" = 1 ] || echo "  FUZZ    $@"
+	$(Q)$(CLANG) -g -O1 -std=gnu11 -D_GNU_SOURCE -Iinclude -Iuserspace $(PKG_CFLAGS) \
+		-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+		$(filter %.c,$^) $(PKG_LIBS) -o $@
 
 # demo, test and bench install what is missing first, then build in a fresh
 # make, so that pkg-config and clang are asked only once they are there.
 test: deps
-	$(Q)$(MAKE) --no-print-directory all $(UNIT_BINS)
+	$(Q)$(MAKE) --no-print-directory all $(UNIT_BINS) $(FUZZ_BINS)
 	$(Q)scripts/run-tests.sh $(BUILD)
 
-test-unit: all $(UNIT_BINS)
+test-unit: all $(UNIT_BINS) $(FUZZ_BINS)
 	$(Q)SL_ONLY=unit scripts/run-tests.sh $(BUILD)
 
 test-e2e: all

@@ -32,6 +32,26 @@ if [ "$only" != e2e ]; then
 		printf '%-40s %3d passed, %d failed, %d skipped\n' "$(basename "$t")" "$p" "$f" "$s"
 		[ "$rc" -eq 0 ] || cat "$log"
 	done
+
+	# The registry parser under libFuzzer, ASan and UBSan: any crash or finding fails.
+	if [ -x "$build/fuzz/fuzz_registry" ]; then
+		secs=${SL_FUZZ_SECONDS:-60}
+		corpus=$(mktemp -d)
+		cp tests/fuzz/corpus/registry/* "$corpus"/
+		"$build/fuzz/fuzz_registry" -max_total_time="$secs" -max_len=4096 \
+			-print_final_stats=1 "$corpus" >"$log" 2>&1
+		rc=$?
+		rm -rf "$corpus"
+		runs=$(grep -oE 'stat::number_of_executed_units: *[0-9]+' "$log" | grep -oE '[0-9]+$')
+		if [ "$rc" -eq 0 ]; then
+			passed=$((passed + 1))
+			printf '%-40s   1 passed (%s inputs in %ss, no finding)\n' fuzz_registry "${runs:-?}" "$secs"
+		else
+			failed=$((failed + 1))
+			printf '%-40s   0 passed, 1 failed\n' fuzz_registry
+			tail -n 40 "$log"
+		fi
+	fi
 fi
 
 if [ "$only" != unit ]; then

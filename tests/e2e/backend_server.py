@@ -3,7 +3,7 @@
 
 Run inside a backend network namespace with Debian's /usr/bin/python3:
 
-    backend_server.py --id be1 [--tcp-port 8080] [--udp-port 5353]
+    backend_server.py --id be1 [--tcp-port 8080] [--udp-port 5353] [--status-file F]
 
 TCP: every request (read up to the end of the HTTP header, or 2 s of silence)
 gets an HTTP/1.0 200 reply whose body is "<id>\\n"; the connection is closed
@@ -19,6 +19,7 @@ so that bursts of connects never time out on the server's side.
 Prints "READY <id>" on stdout once its sockets listen; exits on SIGTERM.
 """
 import argparse
+import http
 import signal
 import socket
 import sys
@@ -40,7 +41,19 @@ def show_addr(addr):
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def serve_one(conn, addr, ident):
+def current_status(status_file):
+    """The status code to answer with: the number in status_file, else 200."""
+    if not status_file:
+        return 200
+    try:
+        with open(status_file) as f:
+            text = f.read().strip()
+    except FileNotFoundError:
+        return 200
+    return int(text) if text else 200
+
+
+def serve_one(conn, addr, ident, status_file=None):
     try:
         conn.settimeout(2.0)
         data = b""
@@ -53,8 +66,13 @@ def serve_one(conn, addr, ident):
             hold(conn, ident)
             return
         body = (ident + "\n").encode()
+        code = current_status(status_file)
+        try:
+            reason = http.HTTPStatus(code).phrase
+        except ValueError:
+            reason = "Status"
         head = (
-            "HTTP/1.0 200 OK\r\n"
+            f"HTTP/1.0 {code} {reason}\r\n"
             "Content-Type: text/plain\r\n"
             f"Content-Length: {len(body)}\r\n"
             f"X-Sluice-Backend: {ident}\r\n"
@@ -79,13 +97,14 @@ def hold(conn, ident):
         pass
 
 
-def tcp_loop(sock, ident):
+def tcp_loop(sock, ident, status_file):
     while True:
         try:
             conn, addr = sock.accept()
         except OSError:
             return
-        threading.Thread(target=serve_one, args=(conn, addr, ident), daemon=True).start()
+        threading.Thread(target=serve_one, args=(conn, addr, ident, status_file),
+                         daemon=True).start()
 
 
 def udp_loop(sock, ident):
@@ -103,12 +122,13 @@ def main():
     ap.add_argument("--id", required=True)
     ap.add_argument("--tcp-port", type=int, default=8080)
     ap.add_argument("--udp-port", type=int, default=5353)
+    ap.add_argument("--status-file")
     args = ap.parse_args()
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     tcp = dual_stack(socket.SOCK_STREAM, args.tcp_port)
     tcp.listen(1024)
-    threading.Thread(target=tcp_loop, args=(tcp, args.id), daemon=True).start()
+    threading.Thread(target=tcp_loop, args=(tcp, args.id, args.status_file), daemon=True).start()
     if args.udp_port:
         udp = dual_stack(socket.SOCK_DGRAM, args.udp_port)
         threading.Thread(target=udp_loop, args=(udp, args.id), daemon=True).start()

@@ -10,6 +10,7 @@ Run it inside the sluice cgroup and a client network namespace with Debian's
     client.py udp HOST PORT [--count N] [--connected] [--bind ADDR] [--timeout S]
                             [--sequence]
     client.py hold HOST PORT [--count N] [--pending] [--bind ADDR] [--timeout S]
+    client.py loop HOST PORT [--interval S] [--timeout S]
 
 tcp: N times: connect, send "GET / HTTP/1.0", read the reply to EOF, close.
 With --bind the socket is bound to ADDR (port 0 unless --bind-ports) first;
@@ -30,6 +31,12 @@ killed), closes them all and exits. With --pending the connects are
 non-blocking and not waited for: the sockets stay in SYN_SENT (or fail), and
 the output counts them under "pending".
 
+loop: prints {"started": T} (and flushes), then makes tcp attempts one after
+the other (sleeping --interval S between them) until stdin reaches EOF, then
+prints the JSON document, with "events": [[T, identity or "!ERRNO"], ...],
+T being time.monotonic() just before each connect() (CLOCK_MONOTONIC: the
+same clock as the test's), so a test can tell when a change became visible.
+
 udp: N times: sendto(HOST:PORT) (or connect() once, then send, with
 --connected), then recvfrom; reports each reply's source address.
 
@@ -39,7 +46,7 @@ errors {errno name: n}, error_max_s (slowest failed attempt), elapsed_s,
 per_bind {"addr:port": {identity: n}} (with --bind-ports), sequence (with
 --sequence: one identity or "!ERRNO" per attempt), connect_s (with
 --connect-times: seconds each connect() call took, per attempt), pending (hold
---pending).
+--pending), events (loop).
 
 HOST containing ':' uses an AF_INET6 socket (also for ::ffff:a.b.c.d).
 """
@@ -50,6 +57,7 @@ import os
 import socket
 import struct
 import sys
+import threading
 import time
 
 
@@ -203,6 +211,37 @@ def run_hold(a, out):
     return socks
 
 
+def run_loop(a, out):
+    """tcp attempts until stdin's EOF; each recorded with its start time."""
+    stop = threading.Event()
+
+    def wait_eof():
+        sys.stdin.read()
+        stop.set()
+
+    threading.Thread(target=wait_eof, daemon=True).start()
+    out["events"] = events = []
+    json.dump({"started": time.monotonic()}, sys.stdout)
+    sys.stdout.write("\n")
+    sys.stdout.flush()
+    while not stop.is_set():
+        t0 = time.monotonic()
+        try:
+            ident, _ = tcp_once(a.host, a.port, a.timeout, a.bind, 0, reset=False)
+        except (OSError, ValueError) as e:
+            name = err_name(e)
+            bump(out["errors"], name)
+            out["error_max_s"] = max(out["error_max_s"], time.monotonic() - t0)
+            events.append([round(t0, 6), "!" + name])
+        else:
+            out["ok"] += 1
+            bump(out["backends"], ident)
+            events.append([round(t0, 6), ident])
+        if a.interval:
+            stop.wait(a.interval)
+    out["count"] = len(events)
+
+
 def run_udp(a, out):
     out["sources"] = {}
     s = socket.socket(family_of(a.host), socket.SOCK_DGRAM)
@@ -241,7 +280,7 @@ def run_udp(a, out):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("mode", choices=["tcp", "udp", "hold"])
+    ap.add_argument("mode", choices=["tcp", "udp", "hold", "loop"])
     ap.add_argument("host")
     ap.add_argument("port", type=int)
     ap.add_argument("--count", type=int, default=1)
@@ -262,11 +301,13 @@ def main():
     socks = []
     if a.mode == "hold":
         socks = run_hold(a, out)
+    elif a.mode == "loop":
+        run_loop(a, out)
     else:
         (run_tcp if a.mode == "tcp" else run_udp)(a, out)
     out["elapsed_s"] = round(time.monotonic() - t0, 4)
     out["error_max_s"] = round(out["error_max_s"], 4)
-    if not a.sequence and a.mode != "hold":
+    if a.mode == "loop" or (not a.sequence and a.mode != "hold"):
         del out["sequence"]
     json.dump(out, sys.stdout, sort_keys=True)
     sys.stdout.write("\n")

@@ -90,8 +90,9 @@ def check_topology(t):
                                    f"{t.client.ns}: {out}")
 
 
-def make_sluice(tag, workdir):
-    """Creates a cgroup and a pin root named for this run and loads sluice there.
+def make_sluice(tag, workdir, load=True):
+    """Creates a cgroup and a pin root named for this run and loads sluice there
+    (with load=False, leaves loading to the test: sluiced loads an empty pin root).
     Returns (Sluice, janitor token of its teardown)."""
     cgroot = E.cgroup2_mount()
     cg = os.path.join(cgroot, f"sluice-{tag}-{os.getpid()}")
@@ -117,7 +118,8 @@ def make_sluice(tag, workdir):
     os.mkdir(cg)
     token = E.JANITOR.add(f"sluice {tag}", teardown)
     try:
-        s.load()
+        if load:
+            s.load()
     except BaseException:
         E.JANITOR.run(token)
         raise
@@ -146,6 +148,27 @@ def private_sluice(topo, tmp_path):
 
     yield factory
     errors = [e for e in (E.JANITOR.run(t) for t in made) if e]
+    if errors:
+        raise errors[0]
+
+
+@pytest.fixture
+def unloaded_sluice(topo, tmp_path):
+    """factory(): a fresh cgroup and pin root with nothing loaded (for sluiced to load);
+    each call makes another. Unloaded and removed after the test, whatever is pinned."""
+    if not os.access(E.SLUICED, os.X_OK):
+        pytest.fail(f"{E.SLUICED} is not built: run `make` first", pytrace=False)
+    made = []
+
+    def factory():
+        workdir = tmp_path / f"sluice{len(made)}"
+        workdir.mkdir()
+        s, token = make_sluice(f"agt{len(made)}", str(workdir), load=False)
+        made.append(token)
+        return s
+
+    yield factory
+    errors = [e for e in (E.JANITOR.run(t) for t in reversed(made)) if e]
     if errors:
         raise errors[0]
 

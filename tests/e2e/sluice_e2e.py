@@ -3,11 +3,16 @@
 (sluicectl with its pin root, the cgroup its programs are attached to),
 registry document builders, backend servers and cleanup bookkeeping."""
 import atexit
+import ctypes
+import http.client
 import json
 import os
+import re
 import select
 import signal
+import socket
 import subprocess
+import threading
 import time
 
 from topology import in_ns, ns_path
@@ -20,6 +25,9 @@ SERVER = os.path.join(HERE, "backend_server.py")
 # SLUICECTL names the binary; else SLUICE_BUILD (set by scripts/run-tests.sh) or build/.
 SLUICECTL = os.environ.get("SLUICECTL") or os.path.join(
     os.environ.get("SLUICE_BUILD") or os.path.join(REPO, "build"), "sluicectl")
+# SLUICED names the agent binary; else next to sluicectl.
+SLUICED = os.environ.get("SLUICED") or os.path.join(
+    os.environ.get("SLUICE_BUILD") or os.path.join(REPO, "build"), "sluiced")
 BPFFS = "/sys/fs/bpf"
 
 # Environment for clients: no proxy may catch the test's HTTP requests.
@@ -172,20 +180,33 @@ class Servers:
     """One backend_server.py per backend namespace, outside the sluice cgroup.
     tcp_port/udp_port choose the ports (udp_port 0: no UDP socket); stop_one
     and start_one stop and restart one backend's server, so its port refuses
-    connects (RST) in between."""
+    connects (RST) in between. With status_files, set_status(identity, code)
+    makes one server answer HTTP with another status (500 for health checks)."""
 
-    def __init__(self, topo, logdir, tcp_port=8080, udp_port=5353):
+    def __init__(self, topo, logdir, tcp_port=8080, udp_port=5353, status_files=False):
         self.topo = topo
         self.logdir = logdir
         self.tcp_port = tcp_port
         self.udp_port = udp_port
+        self.status_files = status_files
         self.procs = {}  # identity -> Popen
+
+    def status_file(self, identity):
+        return os.path.join(self.logdir, f"{identity}-{self.tcp_port}.status")
+
+    def set_status(self, identity, code):
+        """With status_files: identity's server answers HTTP requests with code from now on."""
+        path = self.status_file(identity)
+        with open(path + ".tmp", "w") as f:
+            f.write(f"{code}\n")
+        os.rename(path + ".tmp", path)
 
     def _spawn(self, b):
         log = open(os.path.join(self.logdir, f"{b.identity}-{self.tcp_port}.log"), "a")
+        extra = ["--status-file", self.status_file(b.identity)] if self.status_files else []
         p = subprocess.Popen(in_ns(b.ns, PY, SERVER, "--id", b.identity,
                                    "--tcp-port", str(self.tcp_port),
-                                   "--udp-port", str(self.udp_port)),
+                                   "--udp-port", str(self.udp_port), *extra),
                              stdout=subprocess.PIPE, stderr=log, text=True)
         log.close()
         self.procs[b.identity] = p
@@ -326,6 +347,23 @@ class Holder:
             JANITOR.run(self.token)
 
 
+class Looper(Holder):
+    """A `client.py loop` process in the sluice cgroup: connects until stop()."""
+
+    def stop(self, timeout=10):
+        """Closes its stdin: the client finishes the attempt in progress and prints its
+        document (events: [[monotonic time, identity or "!ERRNO"], ...]); returns it."""
+        try:
+            self.proc.stdin.close()
+            out = self.read_output(timeout)
+            rc = self.proc.wait(timeout=timeout)
+            assert rc == 0, f"client.py {' '.join(self.args)} exited {rc}: " \
+                            f"{self.proc.stderr.read()}"
+            return out
+        finally:
+            JANITOR.run(self.token)
+
+
 # --- one loaded sluice ----------------------------------------------------------
 
 class Sluice:
@@ -425,6 +463,22 @@ class Sluice:
             raise
         return h
 
+    def loop(self, ns, host, port, *args, timeout=10):
+        """Starts `client.py loop HOST PORT ARGS` in namespace ns (connections one after
+        the other until stop()); returns the Looper once the loop has started."""
+        args = ["loop", host, *map(str, (port, *args))]
+        proc = subprocess.Popen(self.wrap(ns, [PY, CLIENT, *args]), stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=CLEAN_ENV)
+        lp = Looper(proc, args, JANITOR.add(f"looping client {proc.pid}",
+                                            lambda: _end_holder(proc)))
+        try:
+            lp.started = lp.read_output(timeout)["started"]
+        except BaseException:
+            JANITOR.run(lp.token)
+            raise
+        return lp
+
     def breakers(self, service=None):
         return self.ctl_json("breakers", *([service] if service else [])) or []
 
@@ -475,3 +529,191 @@ def direct_client(ns, *args, timeout=60):
                        timeout=timeout, env=CLEAN_ENV)
     assert p.returncode == 0, f"client.py {args} in {ns}: {p.stderr}"
     return json.loads(p.stdout)
+
+
+# --- the agent ------------------------------------------------------------------
+
+_libc = ctypes.CDLL(None, use_errno=True)
+CLONE_NEWNET = 0x40000000
+
+
+def socket_in_ns(ns, family=socket.AF_INET, kind=socket.SOCK_STREAM):
+    """A socket of network namespace ns, made by a short-lived thread that enters ns
+    (setns changes only the calling thread's namespace; the socket keeps its own)."""
+    result = {}
+
+    def make():
+        try:
+            fd = os.open(ns_path(ns), os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                if _libc.setns(fd, CLONE_NEWNET) != 0:
+                    e = ctypes.get_errno()
+                    raise OSError(e, f"setns({ns}): {os.strerror(e)}")
+            finally:
+                os.close(fd)
+            result["sock"] = socket.socket(family, kind)
+        except BaseException as e:
+            result["error"] = e
+
+    t = threading.Thread(target=make)
+    t.start()
+    t.join()
+    if "error" in result:
+        raise result["error"]
+    return result["sock"]
+
+
+class _NsHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, ns, host, port, timeout):
+        super().__init__(host, port, timeout=timeout)
+        self._ns = ns
+
+    def connect(self):
+        s = socket_in_ns(self._ns)
+        s.settimeout(self.timeout)
+        try:
+            s.connect((self.host, self.port))
+        except BaseException:
+            s.close()
+            raise
+        self.sock = s
+
+
+class Reply:
+    def __init__(self, status, content_type, body):
+        self.status = status
+        self.content_type = content_type
+        self.body = body
+
+    def json(self):
+        try:
+            return json.loads(self.body)
+        except ValueError as e:
+            raise AssertionError(f"reply ({self.status}) is not JSON ({e}): {self.body!r}")
+
+    def __repr__(self):
+        return f"Reply({self.status}, {self.content_type!r}, {self.body[:300]!r})"
+
+
+class Agent:
+    """One sluiced process in network namespace ns (outside every sluice cgroup): there
+    its health checks reach the backends and its API listens on 127.0.0.1:port. Its
+    stdout and stderr go to log_path. Killed by PID at the latest by the janitor."""
+
+    def __init__(self, ns, port, args, log_path, env=None):
+        self.ns = ns
+        self.port = port
+        self.args = [str(a) for a in args]
+        self.log_path = log_path
+        self.env = env
+        self.proc = None
+        self.pid = None
+        self.token = None
+
+    def start(self):
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(in_ns(self.ns, SLUICED, *self.args),
+                                         stdin=subprocess.DEVNULL, stdout=log,
+                                         stderr=subprocess.STDOUT, env=self.env)
+        self.pid = self.proc.pid  # nsenter execs sluiced
+        self.token = JANITOR.add(f"sluiced {self.pid}", self._end)
+        return self
+
+    def _end(self):
+        if self.proc.poll() is None:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.proc.wait(timeout=10)
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def log(self):
+        with open(self.log_path, errors="replace") as f:
+            return f.read()
+
+    def wait_ready(self, timeout=30.0):
+        """Waits (bounded) until the API answers /healthz, which it serves once the
+        datapath is loaded or adopted and the registry was read."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if not self.running():
+                raise AssertionError(f"sluiced exited {self.proc.returncode} before "
+                                     f"serving:\n{self.log()[-3000:]}")
+            try:
+                if self.request("GET", "/healthz", timeout=1).status == 200:
+                    return self
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError(f"sluiced does not serve /healthz on port {self.port} "
+                                     f"after {timeout} s:\n{self.log()[-3000:]}")
+            time.sleep(0.02)
+
+    def signal(self, sig):
+        os.kill(self.pid, sig)
+
+    def wait(self, timeout=10):
+        """Waits for the agent to exit; returns its exit status."""
+        try:
+            return self.proc.wait(timeout=timeout)
+        finally:
+            if self.proc.poll() is not None:
+                JANITOR.run(self.token)
+
+    def kill9(self):
+        os.kill(self.pid, signal.SIGKILL)
+        return self.wait()
+
+    def request(self, method, path, body=None, token=None, headers=None, timeout=5):
+        h = dict(headers or {})
+        if token is not None:
+            h["Authorization"] = f"Bearer {token}"
+        if isinstance(body, (dict, list)):
+            body = json.dumps(body)
+            h.setdefault("Content-Type", "application/json")
+        c = _NsHTTPConnection(self.ns, "127.0.0.1", self.port, timeout)
+        try:
+            c.request(method, path, body=body, headers=h)
+            r = c.getresponse()
+            return Reply(r.status, r.getheader("Content-Type"), r.read())
+        finally:
+            c.close()
+
+    def get_json(self, path, status=200):
+        r = self.request("GET", path)
+        assert r.status == status, f"GET {path}: {r}"
+        return r.json()
+
+    def metrics_text(self):
+        r = self.request("GET", "/metrics")
+        assert r.status == 200, f"GET /metrics: {r}"
+        return r.body.decode()
+
+    def metrics(self):
+        return parse_metrics(self.metrics_text())
+
+
+_SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)$')
+_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+
+def parse_metrics(text):
+    """Prometheus text format -> {(name, ((label, value), ...) sorted): float}."""
+    out = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = _SAMPLE.match(line)
+        if not m:
+            raise AssertionError(f"not a sample line: {line!r}")
+        labels = tuple(sorted(_LABEL.findall(m.group(2) or "")))
+        out[(m.group(1), labels)] = float(m.group(3))
+    return out
+
+
+def metric(samples, name, **labels):
+    """One sample's value (None if absent)."""
+    return samples.get((name, tuple(sorted(labels.items()))))

@@ -23,9 +23,9 @@ static const struct cmd {
 	{ "breakers", do_breakers, 0 },
 };
 
-void usage(void)
+void usage_to(FILE *out)
 {
-	fprintf(stderr,
+	fprintf(out,
 		"Usage: sluicectl [OPTIONS] OBJECT [ARGS]\n"
 		"\n"
 		"  sluicectl load [--cgroup PATH] [--no-conn-tracking]\n"
@@ -89,6 +89,11 @@ static const struct cmd *find_cmd(const char *name)
 	return hit;
 }
 
+void usage(void)
+{
+	usage_to(stderr);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -127,7 +132,7 @@ int main(int argc, char **argv)
 			c.no_conn_tracking = 1;
 			break;
 		case 'h':
-			usage();
+			usage_to(stdout);
 			return EXIT_OK;
 		default:
 			usage();

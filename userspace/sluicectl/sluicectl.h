@@ -2,6 +2,7 @@
 #ifndef SLUICECTL_H
 #define SLUICECTL_H
 
+#include <stdio.h>
 #include <jansson.h>
 
 #include "lib/maps.h"
@@ -42,5 +43,6 @@ void ctl_release_state(struct sl_maps *m, struct sl_state *st);
 /* Consumes an optional show/list verb; returns -1 for "help". */
 int ctl_take_show_verb(struct ctl *c);
 void usage(void);
+void usage_to(FILE *out);
 
 #endif

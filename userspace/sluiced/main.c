@@ -1,35 +1,204 @@
 // SPDX-License-Identifier: MIT
 /*
- * sluiced, the agent. For now it only checks that the datapath is loaded and
- * says so; the registry watcher, health checks and API arrive with issue 4.
+ * sluiced, the agent: keeps the pinned maps in sync with the registry,
+ * checks backend health, and serves metrics and an API. The datapath never
+ * depends on it: killed at any moment, it leaves consistent pinned maps and
+ * links, and a restart adopts them instead of flushing.
  */
+#include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
 
+#include "agent.h"
 #include "lib/loader.h"
 #include "lib/log.h"
-#include "lib/maps.h"
+#include "lib/reconcile.h"
+
+static void set_degraded(struct agent *a, const char *why)
+{
+	a->status.degraded = 1;
+	a->status.registry_errors_total++;
+	a->status.last_error_unix_ns = wall_ns();
+	snprintf(a->status.last_error, sizeof(a->status.last_error), "%s", why);
+	log_err("registry rejected, generation %llu stays in force: %s",
+		(unsigned long long)a->generation, why);
+}
+
+int agent_apply_registry(struct agent *a)
+{
+	struct sl_apply_result res = { 0 };
+	struct sl_registry reg = { 0 };
+	char err[SL_ERR_MAX];
+	__u64 start = now_ns();
+	double seconds;
+	int ret;
+
+	ret = source_file_read(&a->source, &reg, err, sizeof(err));
+	if (ret) {
+		set_degraded(a, err);
+		return ret;
+	}
+	ret = sl_reconcile(&a->maps, &reg, 0, &res, err, sizeof(err));
+	seconds = (now_ns() - start) / 1e9;
+	status_observe_reconcile(&a->status, seconds);
+	if (ret) {
+		set_degraded(a, err);
+		goto out;
+	}
+	a->status.degraded = 0;
+	a->status.last_error[0] = '\0';
+	a->status.last_sync_unix_ns = wall_ns();
+	a->generation = res.generation;
+	for (size_t i = 0; i < res.change_count; i++) {
+		const struct sl_change *c = &res.changes[i];
+
+		log_debug("change op=%s object=%s service=%s backend=%s detail=\"%s\"",
+			  sl_change_op_name(c->op), c->object == SL_OBJ_SERVICE ? "service" : "backend",
+			  c->service, c->backend[0] ? c->backend : "-", c->detail);
+	}
+	log_info("registry applied generation=%llu services=%zu changes=%zu duration_ms=%.2f",
+		 (unsigned long long)res.generation, reg.count, res.change_count, seconds * 1e3);
+	ret = health_sync(a->health, &reg);
+out:
+	sl_apply_result_free(&res);
+	sl_registry_free(&reg);
+	return ret;
+}
+
+static void on_registry_changed(void *ctx)
+{
+	agent_apply_registry(ctx);
+}
+
+static void on_signal(struct loop_watch *w, uint32_t events)
+{
+	struct agent *a = (struct agent *)((char *)w - offsetof(struct agent, signal_watch));
+	struct signalfd_siginfo si;
+
+	(void)events;
+	while (read(w->fd, &si, sizeof(si)) == sizeof(si)) {
+		if (si.ssi_signo == SIGHUP) {
+			log_info("SIGHUP: re-reading configuration and registry");
+			if (config_reload(&a->cfg, a->argc, a->argv))
+				log_err("configuration not reloaded; the previous one stays");
+			log_set_level(a->cfg.log_level);
+			agent_apply_registry(a);
+		} else {
+			log_info("signal %u: stopping", si.ssi_signo);
+			a->loop.stop = 1;
+		}
+	}
+}
+
+static int watch_signals(struct agent *a)
+{
+	sigset_t set;
+	int fd;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	a->signal_watch = (struct loop_watch){ fd, on_signal };
+	return loop_add(&a->loop, &a->signal_watch, EPOLLIN);
+}
+
+/* Adopts a loaded datapath as it is; loads one (as sluicectl load would) only if none is. */
+static int ensure_datapath(struct agent *a)
+{
+	struct sl_load_opts o = { .pin_root = a->cfg.pin_root,
+				  .cgroup = a->cfg.cgroup[0] ? a->cfg.cgroup : NULL,
+				  .no_conn_tracking = a->cfg.no_conn_tracking };
+	struct sl_generation g = { 0 };
+	struct sl_status st;
+	int err;
+
+	err = sl_status_read(a->cfg.pin_root, &st);
+	if (err)
+		return err;
+	if (!st.loaded) {
+		log_info("no datapath under %s: loading it", a->cfg.pin_root);
+		err = sl_load(&o);
+		if (err)
+			return err;
+	}
+	err = sl_maps_open(a->cfg.pin_root, &a->maps);
+	if (err)
+		return err;
+	if (!sl_generation_read(&a->maps, &g))
+		a->generation = g.generation;
+	log_info("datapath %s under %s, generation %llu in force",
+		 st.loaded ? "adopted" : "loaded", a->cfg.pin_root,
+		 (unsigned long long)a->generation);
+	return 0;
+}
 
 int main(int argc, char **argv)
 {
-	const char *pin_root = SL_PIN_ROOT_DEFAULT;
-	struct sl_status st;
+	struct agent a = { .argc = argc, .argv = argv };
+	int err;
 
+	for (size_t i = 0; i < sizeof(a.maps) / sizeof(int); i++)
+		((int *)&a.maps)[i] = -1;
+	a.source.inotify_fd = a.source.debounce_fd = -1;
 	log_init("sluiced", SL_LOG_INFO);
-	for (int i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "--pin-root") && i + 1 < argc) {
-			pin_root = argv[++i];
-		} else {
-			fprintf(stderr, "Usage: sluiced [--pin-root DIR]\n"
-					"The agent is not written yet; use 'sluicectl load' and 'sluicectl apply'.\n");
-			return 2;
-		}
-	}
-	if (sl_status_read(pin_root, &st)) {
-		log_err("cannot read the datapath's status under %s", pin_root);
+	log_set_style(SL_LOG_KV);
+	err = config_load(&a.cfg, argc, argv);
+	if (err)
+		return err > 0 ? 0 : 2;
+	log_set_level(a.cfg.log_level);
+	log_set_style(a.cfg.log_style);
+	log_hook_libbpf();
+	a.status.registry_source = a.cfg.registry;
+	a.status.start_unix_ns = wall_ns();
+
+	if ((err = loop_init(&a.loop)) || (err = watch_signals(&a))) {
+		log_err("cannot set up the event loop: %s", strerror(-err));
 		return 1;
 	}
-	log_info("datapath under %s is %s; the agent itself is not implemented yet", pin_root,
-		 st.loaded ? "loaded" : "not loaded");
-	return st.loaded ? 0 : 1;
+	err = ensure_datapath(&a);
+	if (err)
+		goto out;
+	a.health = health_new(&a.loop, &a.maps);
+	if (!a.health) {
+		err = -ENOMEM;
+		goto out;
+	}
+	err = source_file_open(&a.source, a.cfg.registry + strlen("file:"), &a.loop,
+			       on_registry_changed, &a);
+	if (err)
+		goto out;
+	agent_apply_registry(&a); /* a bad document leaves what is pinned in force */
+	err = api_start(&a);
+	if (err)
+		goto out;
+	log_info("serving on %s, registry %s", a.cfg.listen, a.cfg.registry);
+	while (!a.loop.stop) {
+		err = loop_run_once(&a.loop, api_timeout_ms(&a, 100));
+		if (err < 0)
+			break;
+		api_poll(&a);
+	}
+	err = 0;
+out:
+	api_stop(&a);
+	health_free(a.health);
+	source_file_close(&a.source);
+	sl_maps_close(&a.maps);
+	if (!err && a.cfg.cleanup_on_exit) {
+		log_info("--cleanup-on-exit: removing the datapath under %s", a.cfg.pin_root);
+		err = sl_unload(a.cfg.pin_root);
+	} else if (!err) {
+		log_info("stopped; the datapath under %s keeps running", a.cfg.pin_root);
+	}
+	loop_close(&a.loop);
+	return err ? 1 : 0;
 }
