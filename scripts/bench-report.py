@@ -89,6 +89,24 @@ def load(path, lat_dir):
     return runs
 
 
+def tracking_cost(runs, bpf_of, on="sluice", off="sluice-nct"):
+    """The cost of connection tracking (sockops): sluice against sluice-nct."""
+    if not runs.get(on) or not runs.get(off):
+        return
+    a, b = runs[on], runs[off]
+    ratios = [a[k]["rate"] / b[k]["rate"] for k in a if k in b and b[k]["rate"] > 0]
+    ns_on = bpf_per_connect(bpf_of.get(on, {}))
+    ns_off = bpf_per_connect(bpf_of.get(off, {}))
+    print()
+    print("connection tracking cost: conn/s ratio on/off = %.3f, BPF ns per connect on = %.0f, "
+          "off = %.0f" % (median(ratios), ns_on, ns_off))
+    print("  on = %s, off = %s (--no-conn-tracking); ratio: median of %d same-round ratios, "
+          "min-max %.3f-%.3f;" % (on, off, len(ratios), min(ratios) if ratios else float("nan"),
+                                  max(ratios) if ratios else float("nan")))
+    print("  BPF: all programs' run_time_ns per sl_connect4 run in the bpf_stats slices, "
+          "%+.0f ns per connect with tracking" % (ns_on - ns_off))
+
+
 def progress(runs, modes, spec):
     rnd, total = (int(x) for x in spec.split("/"))
     for m in modes:
@@ -173,14 +191,10 @@ def main():
                     "%7.0f" % bpf_per_connect(sl[k]["bpf"]) if k in sl else "%7s" % "-"
                     for k in rounds) + "   (BPF time per connect, all programs)")
 
+    bpf_of = {}
     for m in sluice_modes:
         sl = runs[m]
-        bpf = {}
-        for r in sl.values():
-            for name, (ns, cnt) in r["bpf"].items():
-                t = bpf.setdefault(name, [0, 0])
-                t[0] += ns
-                t[1] += cnt
+        bpf = bpf_of[m] = sum_bpf(sl.values())
         dist = [sum(v) for v in zip(*[r["backends"] for r in sl.values()])]
         while dist and not dist[-1]:
             dist.pop()
@@ -200,6 +214,7 @@ def main():
         print("%s replies per backend: %s" % (m, ", ".join(
             "be%d=%d" % (i + 1, n) for i, n in enumerate(dist))))
 
+    tracking_cost(runs, bpf_of)
     print()
     sluice = dict(rows).get("sluice")
     if sluice:

@@ -3,8 +3,11 @@
 #
 # make bench: connections per second and p50/p99 latency of one client workload
 # (connect, request, reply, close) straight to the backends (the limit), through a
-# sluice VIP, and through kube-proxy style iptables DNAT with 10 and with 5,000
-# services installed. Why it is built this way: shared/BENCHMARKING.md.
+# sluice VIP with connection tracking (breakers, live counts: the sockops programs)
+# and without it (--no-conn-tracking), and through kube-proxy style iptables DNAT
+# with 10 and with 5,000 services installed. Why it is built this way:
+# shared/BENCHMARKING.md. Then the circuit breaker: how long after a backend dies
+# connections still go to it, and how many (scripts/bench-breaker.py).
 #
 # Topology, all in network namespaces made here and removed on exit:
 #   <P>-be1..N  nginx (1 worker) on 10.201.0.1N:8080, tcp_max_tw_buckets=0
@@ -18,14 +21,29 @@
 # sluice slice per round with kernel.bpf_stats_enabled=1 (the statistics cost two
 # clock reads per program run, so they stay off while conn/s is measured).
 #
+# The breaker part: a service of 4 nginx backends with circuit_breaker
+# {consecutive_failures: 5, base_ejection_ms: 30000}, for each algorithm in
+# BENCH_BREAKER_ALGS; one client thread (tests/bench/breakerbench.c) connects to
+# its VIP at full speed and records every connection (CLOCK_MONOTONIC, outcome,
+# the backend of the reply and the backend sluice chose, read from the socket's
+# sl_sock storage). After BENCH_BREAKER_BEFORE s the client SIGKILLs one backend's
+# nginx (master and worker, by pidfd) and records that instant, T0, then goes on
+# for BENCH_BREAKER_AFTER s. Reported: time from T0 to the last connection sent to
+# the dead backend, how many reached it (expected: consecutive_failures, all
+# refused), conn/s. Between runs the nginx is restarted and its breaker reset;
+# the victim rotates over the backends.
+#
 # Usage: scripts/bench.sh [BUILD_DIR]
 # Environment (defaults):
 #   BENCH_ROUNDS=7 BENCH_SECONDS=2.5 BENCH_SLICE=0.5 BENCH_THREADS=1 BENCH_BACKENDS=3
 #   BENCH_WARMUP=0.3 (before a namespace's first slice) BENCH_SLICE_WARMUP=0.05
 #   BENCH_SETTLE=1 (seconds of quiet after making a round's namespaces)
-#   BENCH_MODES=direct,sluice,iptables-10,iptables-5000 (also: sluice-nct, sluice
-#               loaded with --no-conn-tracking; iptables-N for any N services)
+#   BENCH_MODES=direct,sluice,sluice-nct,iptables-10,iptables-5000 (sluice-nct:
+#               sluice loaded with --no-conn-tracking; iptables-N for any N services)
 #   BENCH_IPTABLES=nft|legacy (iptables-restore variant, default nft)
+#   BENCH_PARTS=table,breaker (the conn/s table, the breaker measurement)
+#   BENCH_BREAKER_RUNS=5 (per algorithm) BENCH_BREAKER_ALGS=round_robin,random
+#   BENCH_BREAKER_BEFORE=0.5 BENCH_BREAKER_AFTER=1
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -38,7 +56,16 @@ NBACKENDS=${BENCH_BACKENDS:-3}
 SETTLE=${BENCH_SETTLE:-1}
 SLICE=${BENCH_SLICE:-0.5}
 SLICE_WARMUP=${BENCH_SLICE_WARMUP:-0.05}
-MODES=${BENCH_MODES:-direct,sluice,iptables-10,iptables-5000}
+MODES=${BENCH_MODES:-direct,sluice,sluice-nct,iptables-10,iptables-5000}
+PARTS=${BENCH_PARTS:-table,breaker}
+BRK_RUNS=${BENCH_BREAKER_RUNS:-5}
+BRK_ALGS=${BENCH_BREAKER_ALGS:-round_robin,random}
+BRK_BEFORE=${BENCH_BREAKER_BEFORE:-0.5}
+BRK_AFTER=${BENCH_BREAKER_AFTER:-1}
+BRK_BACKENDS=4
+BRK_FAILURES=5
+BRK_EJECTION_MS=30000
+BRK_VIP_BASE=10.96.0.2 # + algorithm index: 10.96.0.20, 10.96.0.21, ...
 TARGET=0.95
 
 VIP=10.96.0.10
@@ -46,6 +73,7 @@ VIP_PORT=80
 BE_PORT=8080
 CTL=$BUILD/sluicectl
 CB=$BUILD/bench/connbench
+BB=$BUILD/bench/breakerbench
 PYTHON=/usr/bin/python3
 [ -x "$PYTHON" ] || PYTHON=python3
 
@@ -65,8 +93,42 @@ legacy) IPT_RESTORE=iptables-legacy-restore ;;
 *) die "BENCH_IPTABLES must be nft or legacy" ;;
 esac
 
-IFS=, read -r -a MODE_LIST <<<"$MODES"
-WANT_SLUICE=0
+WANT_TABLE=0
+WANT_BREAKER=0
+IFS=, read -r -a PART_LIST <<<"$PARTS"
+for p in "${PART_LIST[@]}"; do
+	case $p in
+	table) WANT_TABLE=1 ;;
+	breaker) WANT_BREAKER=1 ;;
+	*) die "unknown part $p (table, breaker)" ;;
+	esac
+done
+MODE_LIST=()
+if [ $WANT_TABLE = 1 ]; then
+	IFS=, read -r -a MODE_LIST <<<"$MODES"
+	[ ${#MODE_LIST[@]} -gt 0 ] || die "BENCH_MODES is empty"
+fi
+BRK_ALG_LIST=()
+if [ $WANT_BREAKER = 1 ]; then
+	IFS=, read -r -a BRK_ALG_LIST <<<"$BRK_ALGS"
+	[[ $BRK_RUNS =~ ^[1-9][0-9]?$ ]] || die "BENCH_BREAKER_RUNS must be 1..99"
+	if [ ${#BRK_ALG_LIST[@]} -lt 1 ] || [ ${#BRK_ALG_LIST[@]} -gt 9 ]; then
+		die "BENCH_BREAKER_ALGS needs 1..9 algorithms"
+	fi
+	for a in "${BRK_ALG_LIST[@]}"; do
+		case $a in
+		random | round_robin | weighted | least_conn) ;;
+		*) die "BENCH_BREAKER_ALGS: $a (random, round_robin, weighted, least_conn)" ;;
+		esac
+	done
+	for v in "$BRK_BEFORE" "$BRK_AFTER"; do
+		if ! [[ $v =~ ^[0-9]*\.?[0-9]+$ ]] ||
+		   ! awk -v v="$v" 'BEGIN { exit !(v > 0 && v <= 10) }'; then
+			die "BENCH_BREAKER_BEFORE and _AFTER must be seconds in (0, 10]"
+		fi
+	done
+fi
+WANT_SLUICE=$WANT_BREAKER
 WANT_IPT=0
 for m in "${MODE_LIST[@]}"; do
 	case $m in
@@ -79,7 +141,8 @@ for m in "${MODE_LIST[@]}"; do
 done
 SLICES=$(awk -v t="$SECS" -v s="$SLICE" 'BEGIN { n = int(t / s + 0.5); print n < 1 ? 1 : n }')
 SLICE_SECS=$(awk -v t="$SECS" -v n="$SLICES" 'BEGIN { printf "%g", t / n }')
-[ $((ROUNDS * ${#MODE_LIST[@]} + 2)) -le 150 ] || die "too many runs for the client address pool"
+[ $((ROUNDS * ${#MODE_LIST[@]} + ${#MODE_LIST[@]} + BRK_RUNS * ${#BRK_ALG_LIST[@]})) -le 150 ] ||
+	die "too many runs for the client address pool"
 
 tools=(ip nsenter nginx gcc timeout sysctl)
 if [ $WANT_IPT = 1 ]; then
@@ -92,7 +155,7 @@ for t in "${tools[@]}"; do
 	command -v "$t" >/dev/null || die "missing $t (run scripts/install-deps.sh)"
 done
 if [ $WANT_SLUICE = 1 ] && [ ! -x "$CTL" ]; then
-	die "missing $CTL (run make, or BENCH_MODES without sluice)"
+	die "missing $CTL (run make, or BENCH_MODES without sluice and BENCH_PARTS=table)"
 fi
 
 # A connection holds one descriptor per thread; nginx wants its worker_connections.
@@ -106,6 +169,7 @@ ID=$(od -An -N2 -tx2 /dev/urandom | tr -d ' \n')
 P=slb$ID
 TMP=$(mktemp -d /tmp/sluice-bench.XXXXXX)
 RESULTS=$TMP/results.jsonl
+BRK_RESULTS=$TMP/breaker.jsonl
 CGROOT=$(awk '$3 == "cgroup2" { print $2; exit }' /proc/mounts)
 # Per sluice mode: its cgroup, its pin root and its programs' ids.
 declare -A SL_CG=() SL_PR=() SL_IDS=()
@@ -128,7 +192,7 @@ kill_pidfile() {
 }
 
 cleanup() {
-	local rc=$? f ns m
+	local rc=$? f ns m pid
 
 	trap - EXIT INT TERM
 	set +e
@@ -138,6 +202,13 @@ cleanup() {
 	fi
 	for f in "$TMP"/be*/nginx.pid; do
 		kill_pidfile "$f"
+	done
+	# A worker whose master was killed (the breaker part) outlives it: whatever
+	# nginx is left in a backend namespace made here goes by its PID.
+	for ns in $(ip netns list | awk -v p="$P-be" 'index($1, p) == 1 { print $1 }'); do
+		for pid in $(ip netns pids "$ns" 2>/dev/null); do
+			[ "$(cat "/proc/$pid/comm" 2>/dev/null)" = nginx ] && kill -KILL "$pid"
+		done
 	done
 	for m in "${!SL_PR[@]}"; do
 		"$CTL" unload --pin-root "${SL_PR[$m]}" >"$TMP/sluicectl.log" 2>&1 ||
@@ -191,11 +262,17 @@ ns_attach() {
 	ip -n "$ns" link set eth0 up
 }
 
-build_connbench() {
+build_clients() {
 	mkdir -p "$BUILD/bench"
 	if [ ! -x "$CB" ] || [ "$ROOT/tests/bench/connbench.c" -nt "$CB" ]; then
 		gcc -std=gnu11 -O2 -g -Wall -Wextra -Werror -pthread \
 			-o "$CB" "$ROOT/tests/bench/connbench.c"
+	fi
+	# breakerbench reads sl_sock storage: it follows include/sluice/breaker.h.
+	if [ ! -x "$BB" ] || [ "$ROOT/tests/bench/breakerbench.c" -nt "$BB" ] ||
+	   [ "$ROOT/include/sluice/breaker.h" -nt "$BB" ]; then
+		gcc -std=gnu11 -O2 -g -Wall -Wextra -Werror -pthread -I"$ROOT/include" \
+			-o "$BB" "$ROOT/tests/bench/breakerbench.c"
 	fi
 }
 
@@ -230,14 +307,48 @@ start_backend() {
 			}
 		}
 	EOF
+	start_nginx "$i"
+	BACKENDS+=("$addr")
+}
+
+# Starts backend I's nginx and waits for its master to write its pid file and
+# for its worker to be there.
+start_nginx() {
+	local ns=$P-be$1 dir=$TMP/be$1 k pid=""
+
+	rm -f "$dir/nginx.pid"
 	in_ns "$ns" nginx -p "$dir/" -c "$dir/nginx.conf" -e "$dir/error.log" ||
 		die "nginx in $ns failed to start: $(tail -3 "$dir/error.log" 2>/dev/null)"
 	for ((k = 0; k < 50; k++)); do
-		[ -s "$dir/nginx.pid" ] && break
+		if [ -s "$dir/nginx.pid" ]; then
+			pid=$(cat "$dir/nginx.pid")
+			[ -n "$(nginx_workers "$pid")" ] && return 0
+		fi
 		sleep 0.1
 	done
-	[ -s "$dir/nginx.pid" ] || die "nginx in $ns wrote no pid file"
-	BACKENDS+=("$addr")
+	[ -n "$pid" ] || die "nginx in $ns wrote no pid file"
+	die "nginx in $ns (pid $pid) started no worker"
+}
+
+# Whether PID is an nginx that has not exited (a zombie waiting for its parent has).
+nginx_alive() {
+	local stat
+
+	[ "$(cat "/proc/$1/comm" 2>/dev/null)" = nginx ] || return 1
+	stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+	stat=${stat##*) }
+	[[ ${stat:0:1} != [ZX] ]]
+}
+
+# The PIDs of nginx master PID's children (its workers), comma-separated.
+nginx_workers() {
+	local f=/proc/$1/task/$1/children
+
+	if [ -r "$f" ]; then
+		tr ' ' '\n' <"$f" | awk 'NF { printf "%s%s", s, $1; s = "," }'
+	else
+		pgrep -P "$1" -d , || true
+	fi
 }
 
 setup_topology() {
@@ -267,10 +378,25 @@ client_up() {
 	in_ns "$ns" sysctl -qw net.ipv4.ip_local_port_range="1024 65535"
 }
 
+# Writes the table's registry document (one random service over BACKENDS) to FILE.
+bench_registry() {
+	local i sep=""
+
+	{
+		printf '{"services": [{"name": "bench", "vip": "%s", "port": %d, ' "$VIP" "$VIP_PORT"
+		printf '"protocol": "tcp", "lb": {"algorithm": "random"}, "backends": ['
+		for i in "${BACKENDS[@]}"; do
+			printf '%s{"address": "%s", "port": %d, "weight": 1}' "$sep" "$i" "$BE_PORT"
+			sep=", "
+		done
+		printf ']}]}\n'
+	} >"$1"
+}
+
 # Loads sluice for MODE on a cgroup and a pin root of its own and applies the
-# bench service; sluice-nct loads it with --no-conn-tracking.
+# registry document REGISTRY; sluice-nct loads it with --no-conn-tracking.
 setup_sluice() {
-	local mode=$1 cg pr i id sep="" ids=() flags=()
+	local mode=$1 registry=$2 cg pr id ids=() flags=()
 
 	[ -n "$CGROOT" ] || die "no cgroup2 mount in /proc/mounts"
 	cg=$CGROOT/sluice-bench-$ID-$mode
@@ -284,17 +410,8 @@ setup_sluice() {
 	flags=(load --cgroup "$cg" --pin-root "$pr" "${flags[@]}")
 	"$CTL" "${flags[@]}" >"$TMP/sluicectl.log" 2>&1 ||
 		die "sluicectl ${flags[*]} failed: $(cat "$TMP/sluicectl.log")"
-	{
-		printf '{"services": [{"name": "bench", "vip": "%s", "port": %d, ' "$VIP" "$VIP_PORT"
-		printf '"protocol": "tcp", "lb": {"algorithm": "random"}, "backends": ['
-		for i in "${BACKENDS[@]}"; do
-			printf '%s{"address": "%s", "port": %d, "weight": 1}' "$sep" "$i" "$BE_PORT"
-			sep=", "
-		done
-		printf ']}]}\n'
-	} >"$TMP/registry.json"
-	"$CTL" --pin-root "$pr" apply "$TMP/registry.json" >"$TMP/sluicectl.log" 2>&1 ||
-		die "sluicectl apply $TMP/registry.json failed: $(cat "$TMP/sluicectl.log")"
+	"$CTL" --pin-root "$pr" apply "$registry" >"$TMP/sluicectl.log" 2>&1 ||
+		die "sluicectl apply $registry failed: $(cat "$TMP/sluicectl.log")"
 	while read -r _ id; do
 		ids+=("$id")
 	done < <("$PYTHON" "$ROOT/scripts/bench-bpfstats.py" ids "$pr" "$CTL")
@@ -407,7 +524,9 @@ run_round() {
 			fi
 		done
 	done
-	for m in "${MODE_LIST[@]}"; do
+	# The bpf_stats slices, in an order rotated by round as well.
+	for ((k = 0; k < n; k++)); do
+		m=${MODE_LIST[$(((r + k) % n))]}
 		if [[ $m == sluice* ]]; then
 			run_slice "$m" "${ns_of[$m]}" "$r" $((SLICES + 1)) "$SLICE_SECS" \
 				"$SLICE_WARMUP" /dev/null 1
@@ -439,7 +558,143 @@ sys.exit(not (r["conns"] > 0 and r["errors"] == 0 and len(r["backends"]) == n
 		die "probe of $mode failed: ${LAST_JSON:-no output}"
 }
 
-build_connbench
+# Writes the breaker part's registry document to FILE: per algorithm of
+# BRK_ALG_LIST, a service brk-ALG on VIP BRK_VIP_BASE<index>:VIP_PORT over the
+# first BRK_BACKENDS backends.
+breaker_registry() {
+	local k a i sep sep2=""
+
+	{
+		printf '{"services": ['
+		for ((k = 0; k < ${#BRK_ALG_LIST[@]}; k++)); do
+			a=${BRK_ALG_LIST[$k]}
+			printf '%s{"name": "brk-%s", "vip": "%s%d", "port": %d, "protocol": "tcp", ' \
+				"$sep2" "$a" "$BRK_VIP_BASE" "$k" "$VIP_PORT"
+			printf '"lb": {"algorithm": "%s"}, ' "$a"
+			printf '"circuit_breaker": {"consecutive_failures": %d, "base_ejection_ms": %d}, ' \
+				"$BRK_FAILURES" "$BRK_EJECTION_MS"
+			printf '"backends": ['
+			sep=""
+			for ((i = 0; i < BRK_BACKENDS; i++)); do
+				printf '%s{"address": "%s", "port": %d}' "$sep" "${BACKENDS[$i]}" "$BE_PORT"
+				sep=", "
+			done
+			printf ']}'
+			sep2=", "
+		done
+		printf ']}\n'
+	} >"$1"
+}
+
+# Writes sluicectl -j OBJECT [ARGS] of the breaker instance to FILE.
+breaker_ctl_json() {
+	local file=$1
+
+	shift
+	"$CTL" --pin-root "${SL_PR[breaker]}" -j "$@" >"$file" 2>"$TMP/sluicectl.log" ||
+		die "sluicectl -j $* failed: $(cat "$TMP/sluicectl.log")"
+}
+
+# One breaker run: algorithm index K, run number RUN (1-based, over all runs),
+# victim backend index V (1-based). Appends bench-breaker.py's JSON to BRK_RESULTS.
+# Fails (and leaves the victim as it is, for cleanup) when the run did not complete.
+breaker_run() {
+	local k=$1 run=$2 v=$3 alg=${BRK_ALG_LIST[$1]} svc vip victim master workers
+	local d=$TMP/brk-$2 rc=0 json pid
+
+	svc=brk-$alg
+	vip=$BRK_VIP_BASE$k
+	victim=${BACKENDS[$((v - 1))]}:$BE_PORT
+	mkdir -p "$d"
+	master=$(cat "$TMP/be$v/nginx.pid")
+	workers=$(nginx_workers "$master")
+	[ -n "$workers" ] || die "breaker run $run: nginx $master of be$v has no worker"
+	mode_client breaker
+	breaker_ctl_json "$d/backends0.json" backends "$svc"
+	breaker_ctl_json "$d/services0.json" services
+	breaker_ctl_json "$d/breakers0.json" breakers "$svc"
+	json=$(in_cgroup "${SL_CG[breaker]}" timeout 30 \
+		nsenter --net="/var/run/netns/$CLIENT_NS" "$BB" -w "$BRK_BEFORE" -d "$BRK_AFTER" \
+		-K "$master,$workers" -S "${SL_PR[breaker]}/sl_sock" -R "$d/conns.csv" \
+		"$vip" "$VIP_PORT") || rc=$?
+	breaker_ctl_json "$d/backends1.json" backends "$svc"
+	breaker_ctl_json "$d/services1.json" services
+	breaker_ctl_json "$d/breakers1.json" breakers "$svc"
+	ip netns del "$CLIENT_NS"
+	printf '%s\n' "$json" >"$d/meta.json"
+	cp -r "$d" "$BUILD/bench/breaker-run$run"
+	if [ $rc -ne 0 ] || [[ $json != \{* ]]; then
+		log "breaker run $run ($alg, be$v): breakerbench failed (exit $rc)"
+		return 1
+	fi
+	"$PYTHON" "$ROOT/scripts/bench-breaker.py" run --meta "$d/meta.json" \
+		--csv "$d/conns.csv" --victim "$victim" --service "$svc" --alg "$alg" \
+		--run "$run" --expect "$BRK_FAILURES" \
+		--backends-before "$d/backends0.json" --backends-after "$d/backends1.json" \
+		--services-before "$d/services0.json" --services-after "$d/services1.json" \
+		--breakers-before "$d/breakers0.json" --breakers-after "$d/breakers1.json" \
+		>"$d/result.json" || { log "breaker run $run: analysis failed"; return 1; }
+	cat "$d/result.json" >>"$BRK_RESULTS"
+	# Back to four live backends with closed breakers for the next run.
+	for pid in ${workers//,/ } "$master"; do
+		nginx_alive "$pid" && die "breaker run $run: nginx $pid of be$v is still alive"
+	done
+	start_nginx "$v"
+	"$CTL" --pin-root "${SL_PR[breaker]}" breakers reset "$svc" "$victim" \
+		>"$TMP/sluicectl.log" 2>&1 ||
+		die "sluicectl breakers reset $svc $victim failed: $(cat "$TMP/sluicectl.log")"
+	"$PYTHON" -c '
+import json, sys
+r = json.loads(sys.stdin.read())
+print("bench: breaker run %d %-11s %s: %d refused, %d sent to it after the kill, the "
+      "last %s ms after it; %.0f conn/s%s" % (r["run"], r["alg"], r["victim"],
+      r["to_dead_refused"], r["to_dead"], r["last_ms"], r["rate_before"],
+      "" if not r["problems"] else " (UNEXPECTED)"))
+' <"$d/result.json" >&2 || true
+}
+
+breaker_part() {
+	local i k r run=0 v brk_rc=0
+
+	for ((i = ${#BACKENDS[@]} + 1; i <= BRK_BACKENDS; i++)); do
+		start_backend "$i"
+	done
+	: >"$BRK_RESULTS"
+	breaker_registry "$TMP/breaker.json"
+	setup_sluice breaker "$TMP/breaker.json"
+
+	echo
+	echo "breaker: $BRK_BACKENDS nginx backends (1 worker) ${BACKENDS[*]:0:$BRK_BACKENDS} :$BE_PORT," \
+		"circuit_breaker {consecutive_failures: $BRK_FAILURES,"
+	echo "         base_ejection_ms: $BRK_EJECTION_MS}, one service per algorithm" \
+		"(${BRK_ALGS}), sluice with connection tracking;"
+	echo "         client: 1 thread (tests/bench/breakerbench), serial connect + GET + close" \
+		"through the VIP at full speed;"
+	echo "         after ${BRK_BEFORE} s it SIGKILLs one backend's nginx (master + worker)," \
+		"T0 = CLOCK_MONOTONIC just before,"
+	echo "         and runs ${BRK_AFTER} s more; the backend of every connection, failed ones too," \
+		"is read from its socket's sl_sock storage;"
+	echo "         $BRK_RUNS runs per algorithm, interleaved, the victim rotating;" \
+		"nginx restarted and its breaker reset between runs"
+	echo
+	for ((r = 1; r <= BRK_RUNS; r++)); do
+		for ((k = 0; k < ${#BRK_ALG_LIST[@]}; k++)); do
+			run=$((run + 1))
+			v=$(((run - 1) % BRK_BACKENDS + 1))
+			if ! breaker_run "$k" "$run" "$v"; then
+				FAILED=1
+				break 2
+			fi
+		done
+	done
+	"$PYTHON" "$ROOT/scripts/bench-breaker.py" report "$BRK_RESULTS" || brk_rc=$?
+	cp "$BRK_RESULTS" "$BUILD/bench/breaker.jsonl"
+	log "breaker raw results: $BUILD/bench/breaker.jsonl; per run (connections, sluicectl" \
+		"snapshots): $BUILD/bench/breaker-run*/"
+	[ $brk_rc = 0 ] || FAILED=1
+}
+
+build_clients
 own_cg=$(awk -F: '$1 == "0" { print $3 }' /proc/self/cgroup)
 if [ -n "$CGROOT" ] && command -v bpftool >/dev/null &&
    bpftool cgroup show "$CGROOT$own_cg" effective 2>/dev/null | grep -qw connect4; then
@@ -448,53 +703,65 @@ if [ -n "$CGROOT" ] && command -v bpftool >/dev/null &&
 fi
 
 T0=$(date +%s)
+rm -rf "$BUILD"/bench/breaker-run*
 setup_topology
-probe direct
-for m in "${MODE_LIST[@]}"; do
-	if [[ $m == sluice* ]]; then
-		setup_sluice "$m"
-		probe "$m"
-	fi
-done
-for m in "${MODE_LIST[@]}"; do
-	if [[ $m == iptables-* ]]; then
-		kube_rules "${m#iptables-}"
-	fi
-done
-
-ipt_version=$(${IPT_RESTORE%-restore} -V 2>/dev/null || echo "?")
-echo
-echo "sluice bench: $(nproc) CPUs, kernel $(uname -r), $(date -u +%Y-%m-%dT%H:%M:%SZ)," \
-	"load average $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "  client: $THREADS thread(s), each a serial loop of connect + GET + read to EOF + close"
-echo "  $ROUNDS rounds; per round every mode gets a fresh client netns and ${SECS} s measured," \
-	"as $SLICES slices of ${SLICE_SECS} s"
-echo "          interleaved with the other modes (order rotated), after ${SETTLE} s of quiet;"
-echo "          warm-up ${WARMUP} s before a netns's first slice, ${SLICE_WARMUP} s before others"
-echo "  backends: $NBACKENDS nginx (1 worker, access_log off) on ${BACKENDS[*]} :$BE_PORT,"
-echo "          tcp_max_tw_buckets=0, one bridge; direct = client round-robins them"
-if [ $WANT_SLUICE = 1 ]; then
-	echo "  sluice: VIP $VIP:$VIP_PORT, algorithm random, sluicectl load --cgroup (client's cgroup);"
-	echo "          BPF cost from one more ${SLICE_SECS} s sluice slice per round with bpf_stats on"
-fi
-if [ $WANT_IPT = 1 ]; then
-	echo "  iptables: $ipt_version, kube-proxy nat rules in the client netns," \
-		"measured service last"
-fi
-echo "  table: medians over rounds; ratio = median of same-round ratios to direct"
-echo
-
-for ((r = 1; r <= ROUNDS; r++)); do
-	run_round "$r"
-done
-
-echo
 report_rc=0
-"$PYTHON" "$ROOT/scripts/bench-report.py" --modes "$MODES" --target "$TARGET" \
-	--lat-dir "$TMP" --rounds-detail "$RESULTS" || report_rc=$?
+if [ $WANT_TABLE = 1 ]; then
+	bench_registry "$TMP/registry.json"
+	probe direct
+	for m in "${MODE_LIST[@]}"; do
+		if [[ $m == sluice* ]]; then
+			setup_sluice "$m" "$TMP/registry.json"
+			probe "$m"
+		fi
+	done
+	for m in "${MODE_LIST[@]}"; do
+		if [[ $m == iptables-* ]]; then
+			kube_rules "${m#iptables-}"
+		fi
+	done
+
+	ipt_version=$(${IPT_RESTORE%-restore} -V 2>/dev/null || echo "?")
+	echo
+	echo "sluice bench: $(nproc) CPUs, kernel $(uname -r), $(date -u +%Y-%m-%dT%H:%M:%SZ)," \
+		"load average $(cut -d' ' -f1-3 /proc/loadavg)"
+	echo "  client: $THREADS thread(s), each a serial loop of connect + GET + read to EOF + close"
+	echo "  $ROUNDS rounds; per round every mode gets a fresh client netns and ${SECS} s measured," \
+		"as $SLICES slices of ${SLICE_SECS} s"
+	echo "          interleaved with the other modes (order rotated), after ${SETTLE} s of quiet;"
+	echo "          warm-up ${WARMUP} s before a netns's first slice, ${SLICE_WARMUP} s before others"
+	echo "  backends: $NBACKENDS nginx (1 worker, access_log off) on ${BACKENDS[*]} :$BE_PORT,"
+	echo "          tcp_max_tw_buckets=0, one bridge; direct = client round-robins them"
+	if [[ ,$MODES, == *,sluice,* || ,$MODES, == *,sluice-nct,* ]]; then
+		echo "  sluice: VIP $VIP:$VIP_PORT, algorithm random, sluicectl load --cgroup" \
+			"(client's cgroup); sluice-nct: load --no-conn-tracking"
+		echo "          (no sockops: no breakers, no live counts);" \
+			"each on its own cgroup and pin root"
+		echo "          BPF cost from one more ${SLICE_SECS} s slice per sluice mode and round" \
+			"with bpf_stats on"
+	fi
+	if [ $WANT_IPT = 1 ]; then
+		echo "  iptables: $ipt_version, kube-proxy nat rules in the client netns," \
+			"measured service last"
+	fi
+	echo "  table: medians over rounds; ratio = median of same-round ratios to direct"
+	echo
+
+	for ((r = 1; r <= ROUNDS; r++)); do
+		run_round "$r"
+	done
+
+	echo
+	"$PYTHON" "$ROOT/scripts/bench-report.py" --modes "$MODES" --target "$TARGET" \
+		--lat-dir "$TMP" --rounds-detail "$RESULTS" || report_rc=$?
+	cp "$RESULTS" "$BUILD/bench/results.jsonl"
+	log "raw results: $BUILD/bench/results.jsonl"
+fi
+if [ $WANT_BREAKER = 1 ]; then
+	breaker_part
+fi
 echo "  load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
-cp "$RESULTS" "$BUILD/bench/results.jsonl"
-log "raw results: $BUILD/bench/results.jsonl; took $(($(date +%s) - T0)) s"
+log "took $(($(date +%s) - T0)) s"
 if [ $FAILED != 0 ] || [ $report_rc != 0 ]; then
 	exit 1
 fi
