@@ -782,7 +782,8 @@ out:
  * nodes come from an arena of large chunks instead, all released together
  * once the tree (which never leaves sl_registry_parse) is gone.
  */
-#define ARENA_CHUNK (4u << 20)
+#define ARENA_CHUNK_MIN (64u << 10)
+#define ARENA_CHUNK_MAX (4u << 20)
 
 struct arena_chunk {
 	struct arena_chunk *next;
@@ -792,6 +793,7 @@ struct arena_chunk {
 };
 
 static struct arena_chunk *arena_head;
+static size_t arena_chunk_size; /* sized to the document: small ones stay cheap */
 
 static void *arena_malloc(size_t n)
 {
@@ -799,7 +801,7 @@ static void *arena_malloc(size_t n)
 
 	n = (n + 15) & ~(size_t)15;
 	if (!c || c->size - c->used < n) {
-		size_t size = n > ARENA_CHUNK ? n : ARENA_CHUNK;
+		size_t size = n > arena_chunk_size ? n : arena_chunk_size;
 
 		c = malloc(sizeof(*c) + size);
 		if (!c)
@@ -832,6 +834,10 @@ static void arena_release(void)
 static json_t *parse_begin(const char *text, size_t len, json_error_t *jerr,
 			   json_malloc_t *saved_malloc, json_free_t *saved_free)
 {
+	/* A parsed tree takes roughly 10-20 times the text's size. */
+	arena_chunk_size = len < ARENA_CHUNK_MAX / 16 ? len * 16 : ARENA_CHUNK_MAX;
+	if (arena_chunk_size < ARENA_CHUNK_MIN)
+		arena_chunk_size = ARENA_CHUNK_MIN;
 	json_get_alloc_funcs(saved_malloc, saved_free);
 	json_set_alloc_funcs(arena_malloc, arena_free);
 	return json_loadb(text, len, JSON_REJECT_DUPLICATES, jerr);
