@@ -12,6 +12,7 @@
 
 #include "lib/maps.h"
 #include "lib/select.h"
+#include "lib/bucket.h"
 
 /*
  * Set at load (sluicectl load --no-conn-tracking): without it TCP sockets are
@@ -165,12 +166,59 @@ static __always_inline int follow_connection(struct bpf_sock_addr *ctx,
 	return 1;
 }
 
+/*
+ * An unconnected UDP socket that already sends to this VIP keeps its backend
+ * (one flow per socket): returns that backend, still in the service and not
+ * marked down, or NULL for a new flow.
+ */
+static __always_inline struct sl_backend *udp_flow(struct bpf_sock_addr *ctx,
+						   const struct sl_svc_key *key,
+						   const struct sl_service *svc, __u32 *id)
+{
+	struct sl_sock_state *st;
+	struct sl_backend *be;
+
+	st = ctx->sk ? bpf_sk_storage_get(&sl_sock, ctx->sk, 0, 0) : NULL;
+	if (!st || st->svc.port != key->port || st->svc.family != key->family ||
+	    !addr_equal(&st->svc.vip, &key->vip))
+		return NULL;
+	*id = st->backend_id;
+	be = bpf_map_lookup_elem(&sl_backends, id);
+	if (!be || be->svc_id != svc->id || be->health == SL_HEALTH_DOWN)
+		return NULL;
+	return be;
+}
+
+static __always_inline void remember_udp_flow(struct bpf_sock_addr *ctx,
+					      const struct sl_svc_key *key, __u32 id,
+					      const struct sl_backend *be)
+{
+	struct sl_sock_state *st;
+
+	st = ctx->sk ? bpf_sk_storage_get(&sl_sock, ctx->sk, 0, BPF_SK_STORAGE_GET_F_CREATE) :
+		       NULL;
+	if (!st)
+		return;
+	st->svc = *key;
+	st->backend = be->addr;
+	st->backend_port = be->port;
+	st->backend_id = id;
+}
+
+static __always_inline int refuse(__u32 svc_id, __u32 reason)
+{
+	count_refused(svc_id, reason);
+	bpf_set_retval(-ECONNREFUSED);
+	return SK_REFUSE;
+}
+
 static __always_inline int balance(struct bpf_sock_addr *ctx, struct sock_target *t, const int v6,
 				   const int is_connect)
 {
 	struct sl_svc_key key = {};
 	struct sl_service *svc;
 	struct sl_backend *be;
+	__u32 reason, flow_id;
 	struct choice c;
 	__u64 client = 0;
 
@@ -182,19 +230,32 @@ static __always_inline int balance(struct bpf_sock_addr *ctx, struct sock_target
 	if (!svc)
 		return SK_PASS;
 
-	if (svc->algorithm == SL_ALG_MAGLEV || svc->affinity_timeout_s)
+	if (!is_connect) {
+		be = udp_flow(ctx, &key, svc, &flow_id);
+		if (be) {
+			write_target(ctx, t, &be->addr, be->port, v6);
+			remember_vip(ctx, t, be);
+			return SK_PASS;
+		}
+	}
+	if (svc->algorithm == SL_ALG_MAGLEV || svc->affinity_timeout_s ||
+	    svc->per_client_connections_per_second)
 		client = client_identity(ctx);
+	if (svc->connections_per_second || svc->per_client_connections_per_second) {
+		reason = rate_limit(svc, client);
+		if (reason)
+			return refuse(svc->id, reason);
+	}
 	select_backend(svc, client, &c);
 	be = c.id ? bpf_map_lookup_elem(&sl_backends, &c.id) : NULL;
 	/* A backend of the other family cannot be reached from this socket. */
-	if (!be || be->family != t->family) {
-		count_refused(svc->id, c.id ? SL_REASON_NO_BACKEND : c.reason);
-		bpf_set_retval(-ECONNREFUSED);
-		return SK_REFUSE;
-	}
+	if (!be || be->family != t->family)
+		return refuse(svc->id, c.id ? SL_REASON_NO_BACKEND : c.reason);
 
 	write_target(ctx, t, &be->addr, be->port, v6);
 	count_selected(svc->id, &c);
+	if (!is_connect)
+		remember_udp_flow(ctx, &key, c.id, be);
 	/* A followed TCP socket finds its VIP in its own storage (see sl_sock_state). */
 	if (!(conn_tracking && is_connect && key.proto == IPPROTO_TCP &&
 	      follow_connection(ctx, &key, &c, be)))

@@ -26,6 +26,7 @@
 #include "sluice/stats.h"
 #include "sluice/generation.h"
 #include "sluice/breaker.h"
+#include "sluice/ratelimit.h"
 
 /* VIP:port/proto -> service settings; written by the reconciler. */
 struct {
@@ -148,6 +149,24 @@ struct {
 	__type(value, struct sl_affinity);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } sl_affinity SEC(".maps");
+
+/* service id -> its connection-rate bucket; taken by the socket programs, emptied-to-full by the reconciler. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, SL_MAX_SERVICES);
+	__type(key, __u32);
+	__type(value, struct sl_rl_bucket);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sl_rl_svc SEC(".maps");
+
+/* (client, service id) -> that client's bucket; LRU, sized at load (--rl-clients). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, SL_RL_CLIENTS_DEFAULT);
+	__type(key, struct sl_rl_client_key);
+	__type(value, struct sl_rl_bucket);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sl_rl_client SEC(".maps");
 
 /* Which registry document is live; one entry written by the reconciler after each apply. */
 struct {

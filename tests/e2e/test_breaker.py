@@ -508,7 +508,7 @@ def test_affinity_holds_expires_and_moves_when_open(sluice, topo, listeners):
     out = tcp(sluice, topo, 5, ns=x1.ns)
     assert out["backends"] == {"be2": 5}, out
     bound = sluice.client(topo.client.ns, "tcp", VIP, PORT, "--bind", topo.client.v4,
-                          "--bind-ports", "41301", "--count", 4)
+                          "--bind-ports", "21301", "--count", 4)
     assert bound["backends"] == {"be3": 4}, f"a bound source is a client of its own: {bound}"
     out = tcp(sluice, topo, 3)
     assert out["backends"] == {"be1": 3}, out

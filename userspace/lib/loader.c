@@ -272,6 +272,37 @@ static int set_rodata(struct bpf_object *obj, const char *var, const void *val, 
 
 static int unload_obj(const struct datapath_obj *d, const char *pin_root, int maps, int *removed);
 
+/*
+ * The size of the per-client rate-limit LRU: every object must create or
+ * reuse it with the pinned size, so an unasked-for size follows the pin; a
+ * different size asked for needs an unload first.
+ */
+static int size_rl_clients(struct bpf_object *obj, const struct sl_load_opts *o)
+{
+	struct bpf_map *map = bpf_object__find_map_by_name(obj, "sl_rl_client");
+	__u32 want = o->rl_clients, pinned = 0;
+	struct bpf_map_info info;
+	__u32 len = sizeof(info);
+	char path[PATH_MAX];
+	int fd;
+
+	if (!map)
+		return 0;
+	if (!sl_pin_path(path, sizeof(path), o->pin_root, "sl_rl_client") &&
+	    (fd = bpf_obj_get(path)) >= 0) {
+		memset(&info, 0, sizeof(info));
+		if (!bpf_obj_get_info_by_fd(fd, &info, &len))
+			pinned = info.max_entries;
+		close(fd);
+	}
+	if (want && pinned && want != pinned) {
+		log_err("sl_rl_client is pinned with %u entries, not %u: 'sluicectl unload' first to resize it",
+			pinned, want);
+		return -EEXIST;
+	}
+	return bpf_map__set_max_entries(map, want ? want : pinned ? pinned : SL_RL_CLIENTS_DEFAULT);
+}
+
 /* Loads one object and pins and attaches each of its programs. */
 static int load_obj(const struct datapath_obj *d, const struct sl_load_opts *o, const char *cgroup,
 		    int cg_fd, int *prog_count)
@@ -294,6 +325,9 @@ static int load_obj(const struct datapath_obj *d, const struct sl_load_opts *o, 
 			goto out;
 		}
 	}
+	err = size_rl_clients(obj, o);
+	if (err)
+		goto out;
 	err = bpf_object__load(obj);
 	if (err) {
 		log_err("cannot load the %s BPF programs: %s (a map pinned under %s with another layout, from another sluice version, also fails: 'sluicectl unload' first; -d shows libbpf's log)",

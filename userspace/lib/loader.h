@@ -13,6 +13,7 @@ struct sl_load_opts {
 	const char *pin_root;
 	const char *cgroup; /* NULL: the root of the cgroup v2 hierarchy */
 	int no_conn_tracking; /* leave TCP sockets unfollowed: no breakers, no live counts */
+	__u32 rl_clients;     /* entries of sl_rl_client; 0: as pinned, else the default */
 };
 
 /* Finds the cgroup v2 mount point in /proc/mounts. Returns 0 or -ENOENT. */

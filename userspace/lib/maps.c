@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <time.h>
 #include <unistd.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -16,7 +17,7 @@ const char *const sl_map_names[] = {
 	"sl_services", "sl_backends", "sl_svc_slots", "sl_rr",
 	"sl_revnat",   "sl_svc_stats", "sl_be_stats", "sl_generation",
 	"sl_breakers", "sl_live",      "sl_svc_state", "sl_sock",
-	"sl_affinity",
+	"sl_affinity", "sl_rl_svc",    "sl_rl_client",
 };
 const size_t sl_map_count = sizeof(sl_map_names) / sizeof(sl_map_names[0]);
 _Static_assert(sizeof(sl_map_names) / sizeof(sl_map_names[0]) == sizeof(struct sl_maps) / sizeof(int),
@@ -166,6 +167,27 @@ int sl_generation_read(const struct sl_maps *m, struct sl_generation *out)
 	if (bpf_map_lookup_elem(m->generation, &zero, out))
 		return -errno;
 	return 0;
+}
+
+__u32 sl_rl_tokens(const struct sl_maps *m, const struct sl_service *svc)
+{
+	struct sl_rl_bucket b = { 0 };
+	__u64 interval, now, full_at;
+	__u32 burst = svc->burst ? svc->burst : 1, id = svc->id;
+	struct timespec ts;
+
+	if (!svc->connections_per_second || bpf_map_lookup_elem(m->rl_svc, &id, &b) || !b.tat_ns)
+		return burst;
+	interval = 1000000000ULL / svc->connections_per_second;
+	if (!interval)
+		interval = 1;
+	/* The kernel's clock: bpf_ktime_get_ns() is CLOCK_MONOTONIC. */
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	now = (__u64)ts.tv_sec * 1000000000ULL + ts.tv_nsec;
+	full_at = now + (__u64)burst * interval;
+	if (b.tat_ns >= full_at)
+		return 0;
+	return (full_at - b.tat_ns) / interval > burst ? burst : (full_at - b.tat_ns) / interval;
 }
 
 const char *sl_breaker_state_name(__u32 state)

@@ -9,6 +9,7 @@
 #include <sluice/stats.h>
 #include <sluice/generation.h>
 #include <sluice/breaker.h>
+#include <sluice/ratelimit.h>
 
 #define SL_PIN_ROOT_DEFAULT "/sys/fs/bpf/sluice"
 
@@ -26,6 +27,8 @@ struct sl_maps {
 	int svc_state;
 	int sock;
 	int affinity;
+	int rl_svc;
+	int rl_client;
 };
 
 /* Every pinned map by name, in the order of struct sl_maps' fields. */
@@ -47,6 +50,9 @@ int sl_stats_reset_service(const struct sl_maps *m, __u32 svc_id);
 int sl_stats_reset_backend(const struct sl_maps *m, __u32 backend_id);
 
 int sl_generation_read(const struct sl_maps *m, struct sl_generation *out);
+
+/* Tokens in a service's connection bucket now (burst when it is full or unlimited). */
+__u32 sl_rl_tokens(const struct sl_maps *m, const struct sl_service *svc);
 
 /* A backend's breaker, read under its spin lock. */
 int sl_breaker_read(const struct sl_maps *m, __u32 backend_id, struct sl_breaker *out);

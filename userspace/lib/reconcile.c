@@ -43,6 +43,7 @@ struct plan {
 	struct sl_batch svc_fresh_stats;  /* new service ids: zeroed counters, rr, state */
 	struct sl_batch svc_fresh_rr;
 	struct sl_batch svc_fresh_state;
+	struct sl_batch svc_fresh_rl;	  /* and a full connection bucket */
 	struct sl_batch tables;		  /* sl_svc_slots: service id -> new inner map fd */
 	struct sl_batch slots_del;
 	struct sl_batch svc_put;	  /* sl_services values */
@@ -77,6 +78,7 @@ static void plan_init(struct plan *p)
 	sl_batch_init(&p->svc_fresh_stats, sizeof(__u32), ncpus * sizeof(struct sl_svc_stats));
 	sl_batch_init(&p->svc_fresh_rr, sizeof(__u32), sizeof(__u32));
 	sl_batch_init(&p->svc_fresh_state, sizeof(__u32), sizeof(struct sl_svc_state));
+	sl_batch_init(&p->svc_fresh_rl, sizeof(__u32), sizeof(struct sl_rl_bucket));
 	sl_batch_init(&p->tables, sizeof(__u32), sizeof(__u32));
 	sl_batch_init(&p->slots_del, sizeof(__u32), 0);
 	sl_batch_init(&p->svc_put, sizeof(struct sl_svc_key), sizeof(struct sl_service));
@@ -87,7 +89,7 @@ static void plan_free(struct plan *p)
 {
 	struct sl_batch *all[] = { &p->svc_del, &p->be_fresh_stats, &p->be_fresh_breaker,
 				   &p->be_fresh_live, &p->be_put, &p->svc_fresh_stats,
-				   &p->svc_fresh_rr, &p->svc_fresh_state, &p->tables,
+				   &p->svc_fresh_rr, &p->svc_fresh_state, &p->svc_fresh_rl, &p->tables,
 				   &p->slots_del, &p->svc_put, &p->be_del };
 
 	/* The inner maps staged in tables are held by their fds until here. */
@@ -382,7 +384,8 @@ static int add_service(struct reconciler *r, const struct sl_reg_service *want)
 		return -ENOMEM;
 	if ((err = sl_batch_add(&r->plan.svc_fresh_stats, &svc_id, NULL)) ||
 	    (err = sl_batch_add(&r->plan.svc_fresh_rr, &svc_id, NULL)) ||
-	    (err = sl_batch_add(&r->plan.svc_fresh_state, &svc_id, NULL)))
+	    (err = sl_batch_add(&r->plan.svc_fresh_state, &svc_id, NULL)) ||
+	    (err = sl_batch_add(&r->plan.svc_fresh_rl, &svc_id, NULL)))
 		goto out;
 	for (size_t i = 0; i < want->backend_count; i++) {
 		struct sl_backend b;
@@ -693,6 +696,8 @@ static int flush_plan(struct reconciler *r)
 			      "reset round-robin positions", "sl_rr")) ||
 	    (err = flush_step(r, sl_batch_update(m->svc_state, &p->svc_fresh_state, 0),
 			      "reset service state", "sl_svc_state")) ||
+	    (err = flush_step(r, sl_batch_update(m->rl_svc, &p->svc_fresh_rl, 0),
+			      "fill connection buckets", "sl_rl_svc")) ||
 	    (err = flush_step(r, sl_batch_update(m->svc_slots, &p->tables, 0),
 			      "install selection tables", "sl_svc_slots")) ||
 	    (err = flush_step(r, sl_batch_delete(m->svc_slots, &p->slots_del),

@@ -83,3 +83,21 @@ json_t *sl_json_breaker(const struct sl_maps *m, const struct sl_state_service *
 			 (json_int_t)br.half_open_inflight, "live_connections",
 			 (json_int_t)sl_live_read(m, b->id));
 }
+
+json_t *sl_json_stats(const struct sl_maps *m, const struct sl_state_service *s)
+{
+	struct sl_svc_stats st = { 0 };
+	__u64 refused = 0;
+
+	sl_stats_read_service(m, s->v.id, &st);
+	for (unsigned int r = 0; r < SL_REASON_COUNT; r++)
+		refused += st.refused[r];
+	return json_pack("{s:s,s:I,s:I,s:o,s:{s:I,s:I,s:I,s:I},s:I}", "service", s->v.name,
+			 "accepted", (json_int_t)st.selected, "refused_total", (json_int_t)refused,
+			 "refused", sl_json_reason_counts(st.refused), "rate_limit",
+			 "connections_per_second", (json_int_t)s->v.connections_per_second,
+			 "burst", (json_int_t)s->v.burst, "per_client_connections_per_second",
+			 (json_int_t)s->v.per_client_connections_per_second, "per_client_burst",
+			 (json_int_t)s->v.per_client_burst, "tokens",
+			 (json_int_t)sl_rl_tokens(m, &s->v));
+}

@@ -19,6 +19,9 @@ json_t *sl_json_backend(const struct sl_maps *m, const struct sl_state_service *
 json_t *sl_json_breaker(const struct sl_maps *m, const struct sl_state_service *s,
 			const struct sl_state_backend *b);
 
+/* {service, accepted, refused: {...}, refused_total, rate_limit: {...}, tokens}. */
+json_t *sl_json_stats(const struct sl_maps *m, const struct sl_state_service *s);
+
 /* Milliseconds until an OPEN breaker turns HALF_OPEN (0 when not open or due). */
 __u64 sl_breaker_open_remaining_ms(const struct sl_breaker *b);
 

@@ -17,7 +17,8 @@ static int no_args(struct ctl *c, const char *cmd)
 int do_load(struct ctl *c)
 {
 	struct sl_load_opts o = { .pin_root = c->pin_root, .cgroup = c->cgroup,
-				  .no_conn_tracking = c->no_conn_tracking };
+				  .no_conn_tracking = c->no_conn_tracking,
+				  .rl_clients = c->rl_clients };
 	int err = no_args(c, "load");
 
 	if (err)

@@ -21,6 +21,7 @@ static const struct cmd {
 	{ "services", do_services, 0 },
 	{ "backends", do_backends, 0 },
 	{ "breakers", do_breakers, 0 },
+	{ "stats", do_stats, 0 },
 };
 
 void usage_to(FILE *out)
@@ -28,7 +29,7 @@ void usage_to(FILE *out)
 	fprintf(out,
 		"Usage: sluicectl [OPTIONS] OBJECT [ARGS]\n"
 		"\n"
-		"  sluicectl load [--cgroup PATH] [--no-conn-tracking]\n"
+		"  sluicectl load [--cgroup PATH] [--no-conn-tracking] [--rl-clients N]\n"
 		"                                     load, pin and attach the datapath\n"
 		"  sluicectl unload                   detach and remove what load created\n"
 		"  sluicectl status                   what is loaded, attached where, which config is live\n"
@@ -38,6 +39,7 @@ void usage_to(FILE *out)
 		"  sluicectl breakers [SERVICE]       circuit breaker state and live connections\n"
 		"  sluicectl breakers reset SERVICE ADDR:PORT\n"
 		"                                     close one breaker by hand\n"
+		"  sluicectl stats [SERVICE]          per service: accepted, refused by reason, tokens\n"
 		"\n"
 		"OPTIONS: -j|--json  -p|--pretty  -d|--debug  --pin-root DIR (default %s)\n"
 		"Objects may be abbreviated to any unambiguous prefix.\n",
@@ -101,6 +103,7 @@ int main(int argc, char **argv)
 		{ "debug", no_argument, NULL, 'd' },	    { "help", no_argument, NULL, 'h' },
 		{ "pin-root", required_argument, NULL, 'P' }, { "cgroup", required_argument, NULL, 'C' },
 		{ "dry-run", no_argument, NULL, 'n' },	    { "no-conn-tracking", no_argument, NULL, 'T' },
+		{ "rl-clients", required_argument, NULL, 'R' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct ctl c = { .pin_root = SL_PIN_ROOT_DEFAULT };
@@ -131,6 +134,18 @@ int main(int argc, char **argv)
 		case 'T':
 			c.no_conn_tracking = 1;
 			break;
+		case 'R': {
+			char *end;
+			unsigned long n = strtoul(optarg, &end, 10);
+
+			if (*end || !n || n > (1UL << 24)) {
+				fprintf(stderr, "sluicectl: --rl-clients: expected 1..16777216, got '%s'\n",
+					optarg);
+				return EXIT_USAGE;
+			}
+			c.rl_clients = n;
+			break;
+		}
 		case 'h':
 			usage_to(stdout);
 			return EXIT_OK;
@@ -149,8 +164,8 @@ int main(int argc, char **argv)
 	cmd = find_cmd(argv[optind]);
 	if (!cmd)
 		return EXIT_USAGE;
-	if ((c.cgroup || c.no_conn_tracking) && !cmd->takes_load_opts) {
-		fprintf(stderr, "sluicectl: --cgroup and --no-conn-tracking apply to 'load' only\n");
+	if ((c.cgroup || c.no_conn_tracking || c.rl_clients) && !cmd->takes_load_opts) {
+		fprintf(stderr, "sluicectl: --cgroup, --no-conn-tracking and --rl-clients apply to 'load' only\n");
 		return EXIT_USAGE;
 	}
 	if (c.dry_run && cmd->fn != do_apply) {

@@ -18,6 +18,7 @@ struct ctl {
 	int pretty;
 	int dry_run;
 	int no_conn_tracking;
+	__u32 rl_clients;
 	const char *pin_root;
 	const char *cgroup;
 	int argc; /* arguments after the object name */
@@ -34,6 +35,7 @@ int do_apply(struct ctl *c);
 int do_services(struct ctl *c);
 int do_backends(struct ctl *c);
 int do_breakers(struct ctl *c);
+int do_stats(struct ctl *c);
 
 /* Prints one JSON document on stdout (stolen reference). */
 void ctl_print_json(const struct ctl *c, json_t *doc);

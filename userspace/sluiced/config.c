@@ -20,6 +20,7 @@ enum opt_id {
 	OPT_CONFIG,
 	OPT_CLEANUP,
 	OPT_NO_CONN_TRACKING,
+	OPT_RL_CLIENTS,
 };
 
 /* One setting: its flag, environment variable, config-file key and storage. */
@@ -51,7 +52,7 @@ void config_usage(FILE *out)
 		"Usage: sluiced [--registry file:PATH] [--pin-root DIR] [--cgroup PATH]\n"
 		"               [--listen ADDR:PORT] [--api-token-file F] [--config FILE]\n"
 		"               [--log-level error|warn|info|debug] [--log-format kv|json]\n"
-		"               [--cleanup-on-exit] [--no-conn-tracking]\n"
+		"               [--cleanup-on-exit] [--no-conn-tracking] [--rl-clients N]\n"
 		"\n"
 		"  --registry SRC        where services come from: file:PATH, a JSON document or a\n"
 		"                        directory of them, watched with inotify (%s)\n"
@@ -66,10 +67,11 @@ void config_usage(FILE *out)
 		"  --log-level LEVEL     (info)          --log-format kv|json (kv)\n"
 		"  --cleanup-on-exit     unload the datapath on SIGTERM (default: leave it running)\n"
 		"  --no-conn-tracking    when loading: no sockops, no breakers or live counts\n"
+		"  --rl-clients N        when loading: per-client rate-limit buckets (65536)\n"
 		"\n"
 		"Environment: SLUICE_REGISTRY, SLUICE_PIN_ROOT, SLUICE_CGROUP, SLUICE_LISTEN,\n"
 		"SLUICE_API_TOKEN_FILE, SLUICE_API_TOKEN, SLUICE_LOG_LEVEL, SLUICE_LOG_FORMAT,\n"
-		"SLUICE_CONFIG. Flags win over the environment, which wins over the config file.\n"
+		"SLUICE_RL_CLIENTS, SLUICE_CONFIG. Flags win over the environment, which wins over the config file.\n"
 		"Signals: SIGTERM/SIGINT stop (datapath stays), SIGHUP re-reads config and registry.\n",
 		SLUICED_REGISTRY_DEFAULT, SL_PIN_ROOT_DEFAULT, SLUICED_LISTEN_DEFAULT);
 }
@@ -147,6 +149,19 @@ static int apply_file(struct agent_config *cfg, const char *path)
 	return err;
 }
 
+static int set_rl_clients(struct agent_config *cfg, const char *v, const char *what)
+{
+	char *end;
+	unsigned long n = strtoul(v, &end, 10);
+
+	if (*end || !n || n > (1UL << 24)) {
+		log_err("%s: expected 1..16777216 entries, got \"%s\"", what, v);
+		return -EINVAL;
+	}
+	cfg->rl_clients = n;
+	return 0;
+}
+
 static int apply_env(struct agent_config *cfg)
 {
 	const char *v;
@@ -160,6 +175,8 @@ static int apply_env(struct agent_config *cfg)
 		err = set_level(cfg, v, "SLUICE_LOG_LEVEL");
 	if (!err && (v = getenv("SLUICE_LOG_FORMAT")) && *v)
 		err = set_style(cfg, v, "SLUICE_LOG_FORMAT");
+	if (!err && (v = getenv("SLUICE_RL_CLIENTS")) && *v)
+		err = set_rl_clients(cfg, v, "SLUICE_RL_CLIENTS");
 	return err;
 }
 
@@ -188,6 +205,7 @@ static int apply_flags(struct agent_config *cfg, int argc, char **argv, int only
 		{ "config", required_argument, NULL, OPT_CONFIG },
 		{ "cleanup-on-exit", no_argument, NULL, OPT_CLEANUP },
 		{ "no-conn-tracking", no_argument, NULL, OPT_NO_CONN_TRACKING },
+		{ "rl-clients", required_argument, NULL, OPT_RL_CLIENTS },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -216,6 +234,9 @@ static int apply_flags(struct agent_config *cfg, int argc, char **argv, int only
 			break;
 		case OPT_NO_CONN_TRACKING:
 			cfg->no_conn_tracking = 1;
+			break;
+		case OPT_RL_CLIENTS:
+			err = set_rl_clients(cfg, optarg, "--rl-clients");
 			break;
 		case 'h':
 			config_usage(stdout);

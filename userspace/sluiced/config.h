@@ -26,6 +26,7 @@ struct agent_config {
 	enum sl_log_style log_style;
 	int cleanup_on_exit;
 	int no_conn_tracking;
+	unsigned int rl_clients; /* sl_rl_client entries when loading; 0: as pinned / default */
 };
 
 /*

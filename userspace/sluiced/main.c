@@ -116,7 +116,8 @@ static int ensure_datapath(struct agent *a)
 {
 	struct sl_load_opts o = { .pin_root = a->cfg.pin_root,
 				  .cgroup = a->cfg.cgroup[0] ? a->cfg.cgroup : NULL,
-				  .no_conn_tracking = a->cfg.no_conn_tracking };
+				  .no_conn_tracking = a->cfg.no_conn_tracking,
+				  .rl_clients = a->cfg.rl_clients };
 	struct sl_generation g = { 0 };
 	struct sl_status st;
 	int err;
