@@ -3,6 +3,7 @@
 (sluicectl with its pin root, the cgroup its programs are attached to),
 registry document builders, backend servers and cleanup bookkeeping."""
 import atexit
+import contextlib
 import ctypes
 import http.client
 import json
@@ -264,6 +265,23 @@ class Servers:
 
 
 # --- nftables in a namespace --------------------------------------------------
+
+@contextlib.contextmanager
+def servers_running(topo, workdir, what, **kwargs):
+    """Servers(topo, workdir, **kwargs) started for the with-block and stopped after it,
+    or by the janitor if the run dies first."""
+    s = Servers(topo, workdir, **kwargs)
+    token = JANITOR.add(what, s.stop)
+    try:
+        s.start()
+    except BaseException:
+        JANITOR.run(token)
+        raise
+    yield s
+    err = JANITOR.run(token)
+    if err:
+        raise err
+
 
 NFT_TABLE = "sluice_e2e"
 

@@ -56,18 +56,10 @@ _ports = itertools.count(18100)
 @pytest.fixture(scope="module")
 def servers9191(topo, tmp_path_factory):
     """backend_server.py on port 9191 (HTTP status switchable) in every backend namespace."""
-    s = E.Servers(topo, str(tmp_path_factory.mktemp("agent-backends")), tcp_port=BE_PORT,
-                  udp_port=0, status_files=True)
-    token = E.JANITOR.add("port 9191 servers", s.stop)
-    try:
-        s.start()
-    except BaseException:
-        E.JANITOR.run(token)
-        raise
-    yield s
-    err = E.JANITOR.run(token)
-    if err:
-        raise err
+    workdir = str(tmp_path_factory.mktemp("agent-backends"))
+    with E.servers_running(topo, workdir, "port 9191 servers", tcp_port=BE_PORT, udp_port=0,
+                           status_files=True) as s:
+        yield s
 
 
 @pytest.fixture

@@ -38,18 +38,9 @@ RESET_KEYS = {"service", "backend", "previous_state", "state"}
 @pytest.fixture(scope="module")
 def servers9090(topo, tmp_path_factory):
     """backend_server.py on port 9090 in every backend namespace, for this module."""
-    s = E.Servers(topo, str(tmp_path_factory.mktemp("breaker-backends")), tcp_port=BE_PORT,
-                  udp_port=0)
-    token = E.JANITOR.add("port 9090 servers", s.stop)
-    try:
-        s.start()
-    except BaseException:
-        E.JANITOR.run(token)
-        raise
-    yield s
-    err = E.JANITOR.run(token)
-    if err:
-        raise err
+    workdir = str(tmp_path_factory.mktemp("breaker-backends"))
+    with E.servers_running(topo, workdir, "port 9090 servers", tcp_port=BE_PORT, udp_port=0) as s:
+        yield s
 
 
 @pytest.fixture
