@@ -59,6 +59,7 @@ struct reconciler {
 	struct id_pool svc_ids;
 	struct id_pool be_ids;
 	struct plan plan;
+	__u32 *table_ids; /* inner map id of each service's table in force, 0: none */
 	char *err;
 	size_t errlen;
 };
@@ -557,14 +558,38 @@ static int drop_unlisted(struct reconciler *r, const struct sl_state_service *cu
 	return 0;
 }
 
-/* Slot count of the table in force for svc_id; -ENOENT when there is none. */
-static int table_len(const struct sl_maps *m, __u32 svc_id, __u32 *len)
+/*
+ * Which services have a table in force: inner map ids by service id, read
+ * in one batch (a service without one is repaired by the next apply).
+ */
+static int read_table_ids(struct reconciler *r)
 {
-	__u32 inner_id, zero = 0;
+	struct sl_batch all;
+	int err;
+
+	r->table_ids = calloc(SL_MAX_SERVICES, sizeof(*r->table_ids));
+	if (!r->table_ids)
+		return -ENOMEM;
+	sl_batch_init(&all, sizeof(__u32), sizeof(__u32));
+	err = sl_batch_dump(r->m->svc_slots, &all);
+	for (size_t i = 0; !err && i < all.count; i++) {
+		__u32 id = ((__u32 *)all.keys)[i];
+
+		if (id < SL_MAX_SERVICES)
+			r->table_ids[id] = ((__u32 *)all.values)[i];
+	}
+	sl_batch_free(&all);
+	return err;
+}
+
+/* Slot count of the table in force for svc_id; -ENOENT when there is none. */
+static int table_len(struct reconciler *r, __u32 svc_id, __u32 *len)
+{
+	__u32 inner_id = svc_id < SL_MAX_SERVICES ? r->table_ids[svc_id] : 0, zero = 0;
 	int fd, err = 0;
 
-	if (bpf_map_lookup_elem(m->svc_slots, &svc_id, &inner_id))
-		return -errno;
+	if (!inner_id)
+		return -ENOENT;
 	fd = bpf_map_get_fd_by_id(inner_id);
 	if (fd < 0)
 		return -errno;
@@ -596,7 +621,10 @@ static int update_service(struct reconciler *r, const struct sl_state_service *c
 		err = table_changed;
 		goto out;
 	}
-	has_table = !table_len(r->m, svc_id, &len);
+	/* The size in force matters to maglev only; the others just need one to exist. */
+	has_table = svc_id < SL_MAX_SERVICES && r->table_ids[svc_id];
+	if (has_table && cur->v.algorithm == SL_ALG_MAGLEV)
+		has_table = !table_len(r, svc_id, &len);
 	if (!has_table) {
 		err = record(r, SL_CHANGE_UPDATE, SL_OBJ_SERVICE, name, NULL,
 			     "selection table missing: rebuilt");
@@ -750,6 +778,11 @@ int sl_reconcile(const struct sl_maps *m, const struct sl_registry *want, int dr
 	    pool_init(&r.be_ids, SL_MAX_BACKENDS, g.next_backend_id))
 		goto out;
 	mark_used(&r, &cur);
+	ret = read_table_ids(&r);
+	if (ret) {
+		snprintf(err, errlen, "cannot read sl_svc_slots: %s", strerror(-ret));
+		goto out;
+	}
 	for (size_t i = 0; i < want->count; i++)
 		sorted[i] = &want->services[i];
 	qsort(sorted, want->count, sizeof(*sorted), cmp_reg_ptr);
@@ -796,6 +829,7 @@ out:
 	if (ret && !err[0])
 		snprintf(err, errlen, "%s", strerror(-ret));
 	plan_free(&r.plan);
+	free(r.table_ids);
 	free(r.svc_ids.used);
 	free(r.be_ids.used);
 	free(sorted);
