@@ -32,7 +32,7 @@ CFLAGS ?= -g -O2
 override CFLAGS += -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Werror -Iinclude -Iuserspace -I$(BUILD)/skel $(PKG_CFLAGS)
 LDLIBS := $(PKG_LIBS) -lelf -lz
 
-BPF_STEMS := sock_lb sockops
+BPF_STEMS := sock_lb sockops xdp
 BPF_OBJS  := $(patsubst %,$(BUILD)/bpf/%.bpf.o,$(BPF_STEMS))
 SKELS     := $(patsubst %,$(BUILD)/skel/%.skel.h,$(BPF_STEMS))
 

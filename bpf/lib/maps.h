@@ -27,6 +27,7 @@
 #include "sluice/generation.h"
 #include "sluice/breaker.h"
 #include "sluice/ratelimit.h"
+#include "sluice/xdp.h"
 
 /* VIP:port/proto -> service settings; written by the reconciler. */
 struct {
@@ -167,6 +168,42 @@ struct {
 	__type(value, struct sl_rl_bucket);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } sl_rl_client SEC(".maps");
+
+/* The registry's global XDP limits, one entry; written by the reconciler. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct sl_xdp_cfg);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sl_xdp_cfg SEC(".maps");
+
+/* Source address -> its packet bucket at XDP; LRU, taken by sl_xdp. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, SL_XDP_SOURCES_DEFAULT);
+	__type(key, struct sl_xdp_src_key);
+	__type(value, struct sl_rl_bucket);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sl_xdp_src SEC(".maps");
+
+/* service id -> its VIP's SYN bucket at XDP; taken by sl_xdp, emptied-to-full by the reconciler. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, SL_MAX_SERVICES);
+	__type(key, __u32);
+	__type(value, struct sl_rl_bucket);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sl_xdp_syn SEC(".maps");
+
+/* service id (0: no VIP) -> per-CPU packets, bytes, SYNs and drops at XDP; written by sl_xdp. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, SL_MAX_SERVICES);
+	__type(key, __u32);
+	__type(value, struct sl_xdp_stats);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sl_xdp_stats SEC(".maps");
 
 /* Which registry document is live; one entry written by the reconciler after each apply. */
 struct {

@@ -54,12 +54,14 @@ struct sl_service {
 	__u32 per_client_connections_per_second;
 	__u32 per_client_burst;
 	__u32 unhealthy_count;	 /* backends the agent's health checks hold down */
+	__u32 syn_per_second;	 /* TCP SYNs to the VIP admitted at XDP; 0 = unlimited */
+	__u32 syn_burst;
 	__u8 algorithm;		 /* enum sl_algorithm */
 	__u8 panic_threshold_pct;
 	__u8 max_ejection_pct;
 	__u8 pad;
 	char name[SL_NAME_MAX];
 };
-_Static_assert(sizeof(struct sl_service) == 120, "ABI: sl_service");
+_Static_assert(sizeof(struct sl_service) == 128, "ABI: sl_service");
 
 #endif

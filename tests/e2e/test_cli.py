@@ -25,7 +25,7 @@ SERVICE_KEYS = {"name", "id", "vip", "port", "protocol", "family", "algorithm", 
 BACKEND_KEYS = {"service", "id", "address", "port", "weight", "health", "selected",
                 "established", "connect_failed", "closed", "panic_selected", "probes",
                 "ejections", "skipped"}
-STATUS_KEYS = {"pin_root", "loaded", "conn_tracking", "programs", "maps", "generation"}
+STATUS_KEYS = {"pin_root", "loaded", "conn_tracking", "programs", "maps", "xdp", "generation"}
 PROGRAM_KEYS = {"name", "id", "attach_type", "cgroup", "link_id", "run_cnt", "run_time_ns"}
 MAP_KEYS = {"name", "id", "type", "max_entries"}
 GENERATION_KEYS = {"generation", "applied_at", "applied_unix_ns", "sha256", "service_count",

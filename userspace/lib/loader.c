@@ -21,6 +21,10 @@
 #include "maps.h"
 #include "sock_lb.skel.h"
 #include "sockops.skel.h"
+#include "xdp.skel.h"
+#include <dirent.h>
+#include <net/if.h>
+#include <linux/if_link.h>
 
 #define BPFFS_MOUNT "/sys/fs/bpf"
 
@@ -29,10 +33,14 @@ static const struct datapath_obj {
 	const char *name;
 	const void *(*elf_bytes)(size_t *size);
 	int conn_tracking; /* only loaded when connections are followed */
+	int per_interface; /* attached by sl_xdp_attach, one link per interface */
 } datapath_objs[] = {
-	{ "sock_lb", sock_lb_bpf__elf_bytes, 0 },
-	{ "sockops", sockops_bpf__elf_bytes, 1 },
+	{ "sock_lb", sock_lb_bpf__elf_bytes, 0, 0 },
+	{ "sockops", sockops_bpf__elf_bytes, 1, 0 },
+	{ "xdp", xdp_bpf__elf_bytes, 0, 1 },
 };
+
+#define XDP_LINK_PREFIX "xdp@"
 
 #define for_each_datapath_obj(d) \
 	for (d = datapath_objs; d < datapath_objs + sizeof(datapath_objs) / sizeof(datapath_objs[0]); d++)
@@ -386,6 +394,8 @@ int sl_load(const struct sl_load_opts *o)
 		goto out;
 	}
 	for_each_datapath_obj(d) {
+		if (d->per_interface)
+			continue;
 		if (d->conn_tracking && o->no_conn_tracking)
 			err = unload_obj(d, o->pin_root, 0, &unpinned);
 		else
@@ -474,6 +484,29 @@ static int unload_obj(const struct datapath_obj *d, const char *pin_root, int ma
 	return err;
 }
 
+/* Removes the pinned XDP links (detaching them): of one interface, or of all with ifname NULL. */
+static int unpin_xdp_links(const char *pin_root, const char *ifname, int *removed)
+{
+	char dir[PATH_MAX], path[PATH_MAX + NAME_MAX + 2];
+	struct dirent *de;
+	int err = 0;
+	DIR *d;
+
+	snprintf(dir, sizeof(dir), "%s/links", pin_root);
+	d = opendir(dir);
+	if (!d)
+		return errno == ENOENT ? 0 : -errno;
+	while ((de = readdir(d)) && !err) {
+		if (strncmp(de->d_name, XDP_LINK_PREFIX, strlen(XDP_LINK_PREFIX)) ||
+		    (ifname && strcmp(de->d_name + strlen(XDP_LINK_PREFIX), ifname)))
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		err = remove_pin(path, removed);
+	}
+	closedir(d);
+	return err;
+}
+
 int sl_unload(const char *pin_root)
 {
 	const struct datapath_obj *d;
@@ -492,8 +525,10 @@ int sl_unload(const char *pin_root)
 	if (lock_fd < 0)
 		return lock_fd;
 	/* Opened, never loaded: the objects only name what load created. */
+	err = unpin_xdp_links(pin_root, NULL, &removed);
 	for_each_datapath_obj(d) {
-		err = unload_obj(d, pin_root, 1, &removed);
+		if (!err)
+			err = unload_obj(d, pin_root, 1, &removed);
 		if (err)
 			goto out;
 	}
@@ -592,6 +627,43 @@ static void read_map_status(const char *pin_root, const char *name, struct sl_ma
 	close(fd);
 }
 
+/* The pinned XDP links: which interface each program is attached to, and how. */
+static void read_xdp_status(const char *pin_root, struct sl_status *st)
+{
+	char dir[PATH_MAX], path[PATH_MAX + NAME_MAX + 2];
+	struct dirent *de;
+	DIR *d;
+
+	snprintf(dir, sizeof(dir), "%s/links", pin_root);
+	d = opendir(dir);
+	if (!d)
+		return;
+	while ((de = readdir(d)) && st->xdp_count < SL_STATUS_MAX_OBJS) {
+		struct sl_xdp_status *x = &st->xdp[st->xdp_count];
+		struct bpf_link_info li;
+		__u32 len = sizeof(li);
+		int fd;
+
+		if (strncmp(de->d_name, XDP_LINK_PREFIX, strlen(XDP_LINK_PREFIX)))
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		fd = bpf_obj_get(path);
+		if (fd < 0)
+			continue;
+		memset(&li, 0, sizeof(li));
+		memset(x, 0, sizeof(*x));
+		snprintf(x->ifname, sizeof(x->ifname), "%s", de->d_name + strlen(XDP_LINK_PREFIX));
+		if (!bpf_obj_get_info_by_fd(fd, &li, &len) && li.type == BPF_LINK_TYPE_XDP) {
+			x->link_id = li.id;
+			x->prog_id = li.prog_id;
+			x->ifindex = li.xdp.ifindex;
+		}
+		close(fd);
+		st->xdp_count++;
+	}
+	closedir(d);
+}
+
 int sl_status_read(const char *pin_root, struct sl_status *st)
 {
 	int required = 0, required_attached = 0, tracking = 0, tracking_attached = 0;
@@ -600,7 +672,10 @@ int sl_status_read(const char *pin_root, struct sl_status *st)
 	struct bpf_object *obj;
 
 	memset(st, 0, sizeof(*st));
+	read_xdp_status(pin_root, st);
 	for_each_datapath_obj(d) {
+		if (d->per_interface)
+			continue;
 		obj = open_obj(d, NULL);
 		if (!obj)
 			return -errno;
@@ -629,4 +704,121 @@ int sl_status_read(const char *pin_root, struct sl_status *st)
 		st->loaded &= st->maps[i].map_id != 0;
 	st->conn_tracking = st->loaded && tracking_attached == tracking;
 	return 0;
+}
+
+static int xdp_link_path(char *buf, size_t size, const char *pin_root, const char *ifname)
+{
+	int n = snprintf(buf, size, "%s/links/" XDP_LINK_PREFIX "%s", pin_root, ifname);
+
+	return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
+}
+
+/* Attaches prog to ifindex through a new XDP link in the given mode. */
+static int xdp_link(int prog_fd, int ifindex, __u32 flags)
+{
+	LIBBPF_OPTS(bpf_link_create_opts, opts, .flags = flags);
+	int fd = bpf_link_create(prog_fd, ifindex, BPF_XDP, &opts);
+
+	return fd < 0 ? -errno : fd;
+}
+
+int sl_xdp_attach(const char *pin_root, const char *ifname, enum sl_xdp_mode mode,
+		  enum sl_xdp_mode *used)
+{
+	struct sl_load_opts o = { .pin_root = pin_root };
+	const struct datapath_obj *d = &datapath_objs[2];
+	char path[PATH_MAX];
+	struct bpf_program *prog;
+	struct bpf_object *obj = NULL;
+	int ifindex, lock_fd, link_fd = -1, err;
+
+	if (geteuid() != 0) {
+		log_err("must run as root to attach XDP programs");
+		return -EPERM;
+	}
+	ifindex = if_nametoindex(ifname);
+	if (!ifindex) {
+		log_err("no interface %s in this network namespace: %s", ifname, strerror(errno));
+		return -ENODEV;
+	}
+	if (access(pin_root, F_OK)) {
+		log_err("nothing loaded under %s: run 'sluicectl load' first", pin_root);
+		return -ENOENT;
+	}
+	lock_fd = sl_lock_pin_root(pin_root);
+	if (lock_fd < 0)
+		return lock_fd;
+	err = xdp_link_path(path, sizeof(path), pin_root, ifname);
+	if (err)
+		goto out;
+	obj = open_obj(d, pin_root);
+	if (!obj) {
+		err = -errno;
+		goto out;
+	}
+	err = size_rl_clients(obj, &o);
+	if (!err)
+		err = bpf_object__load(obj);
+	if (err) {
+		log_err("cannot load the xdp BPF program: %s (-d shows libbpf's log)", strerror(-err));
+		goto out;
+	}
+	prog = bpf_object__find_program_by_name(obj, "sl_xdp");
+	if (!access(path, F_OK)) {
+		/* Attached already: swap the fresh program in, keeping the link and its mode. */
+		link_fd = bpf_obj_get(path);
+		err = link_fd < 0 ? -errno : bpf_link_update(link_fd, bpf_program__fd(prog), NULL);
+		if (err)
+			log_err("cannot update the XDP link %s: %s", path, strerror(-err));
+		*used = mode;
+		goto out;
+	}
+	*used = mode == SL_XDP_GENERIC ? SL_XDP_GENERIC : SL_XDP_NATIVE;
+	link_fd = xdp_link(bpf_program__fd(prog), ifindex,
+			   *used == SL_XDP_NATIVE ? XDP_FLAGS_DRV_MODE : XDP_FLAGS_SKB_MODE);
+	if (link_fd < 0 && mode == SL_XDP_AUTO) {
+		log_warn("native XDP refused on %s (%s): attaching in generic mode, which is slower",
+			 ifname, strerror(-link_fd));
+		*used = SL_XDP_GENERIC;
+		link_fd = xdp_link(bpf_program__fd(prog), ifindex, XDP_FLAGS_SKB_MODE);
+	}
+	if (link_fd < 0) {
+		err = link_fd;
+		log_err("cannot attach XDP to %s: %s", ifname, strerror(-err));
+		goto out;
+	}
+	if (bpf_obj_pin(link_fd, path)) {
+		err = -errno;
+		log_err("cannot pin the XDP link at %s: %s", path, strerror(-err));
+	}
+out:
+	if (link_fd >= 0)
+		close(link_fd);
+	bpf_object__close(obj);
+	close(lock_fd);
+	return err;
+}
+
+int sl_xdp_detach(const char *pin_root, const char *ifname)
+{
+	char path[PATH_MAX];
+	int lock_fd, removed = 0, err;
+
+	if (geteuid() != 0) {
+		log_err("must run as root to detach XDP programs");
+		return -EPERM;
+	}
+	err = xdp_link_path(path, sizeof(path), pin_root, ifname);
+	if (err)
+		return err;
+	if (access(path, F_OK)) {
+		log_err("sluice has no XDP program attached to %s (no %s)", ifname, path);
+		return -ENOENT;
+	}
+	lock_fd = sl_lock_pin_root(pin_root);
+	if (lock_fd < 0)
+		return lock_fd;
+	err = unpin_xdp_links(pin_root, ifname, &removed);
+	close(lock_fd);
+	return err;
 }

@@ -44,7 +44,16 @@ struct sl_map_status {
 	__u32 max_entries;
 };
 
+struct sl_xdp_status {
+	char ifname[32];
+	__u32 ifindex;
+	__u32 link_id;
+	__u32 prog_id;
+};
+
 struct sl_status {
+	struct sl_xdp_status xdp[SL_STATUS_MAX_OBJS];
+	size_t xdp_count;
 	int loaded;	   /* the balancer's programs attached and every map pinned */
 	int conn_tracking; /* and the connection tracking programs (sockops) attached */
 	struct sl_prog_status progs[SL_STATUS_MAX_OBJS];
@@ -54,5 +63,17 @@ struct sl_status {
 };
 
 int sl_status_read(const char *pin_root, struct sl_status *st);
+
+enum sl_xdp_mode { SL_XDP_AUTO, SL_XDP_NATIVE, SL_XDP_GENERIC };
+
+/*
+ * Attaches sl_xdp to ifname (in the caller's network namespace) through a
+ * link pinned as PIN_ROOT/links/xdp@IFNAME. AUTO tries native and falls back
+ * to generic with a warning; *used says which. Attaching again swaps in the
+ * fresh program.
+ */
+int sl_xdp_attach(const char *pin_root, const char *ifname, enum sl_xdp_mode mode,
+		  enum sl_xdp_mode *used);
+int sl_xdp_detach(const char *pin_root, const char *ifname);
 
 #endif

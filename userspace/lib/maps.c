@@ -17,7 +17,8 @@ const char *const sl_map_names[] = {
 	"sl_services", "sl_backends", "sl_svc_slots", "sl_rr",
 	"sl_revnat",   "sl_svc_stats", "sl_be_stats", "sl_generation",
 	"sl_breakers", "sl_live",      "sl_svc_state", "sl_sock",
-	"sl_affinity", "sl_rl_svc",    "sl_rl_client",
+	"sl_affinity", "sl_rl_svc",    "sl_rl_client", "sl_xdp_cfg",
+	"sl_xdp_src",  "sl_xdp_syn",   "sl_xdp_stats",
 };
 const size_t sl_map_count = sizeof(sl_map_names) / sizeof(sl_map_names[0]);
 _Static_assert(sizeof(sl_map_names) / sizeof(sl_map_names[0]) == sizeof(struct sl_maps) / sizeof(int),
@@ -188,6 +189,23 @@ __u32 sl_rl_tokens(const struct sl_maps *m, const struct sl_service *svc)
 	if (b.tat_ns >= full_at)
 		return 0;
 	return (full_at - b.tat_ns) / interval > burst ? burst : (full_at - b.tat_ns) / interval;
+}
+
+const char *sl_xdp_drop_name(unsigned int reason)
+{
+	switch (reason) {
+	case SL_XDP_DROP_SOURCE_RATE:
+		return "source_rate";
+	case SL_XDP_DROP_SYN_RATE:
+		return "syn_rate";
+	default:
+		return NULL;
+	}
+}
+
+int sl_xdp_stats_read(const struct sl_maps *m, __u32 svc_id, struct sl_xdp_stats *out)
+{
+	return percpu_sum(m->xdp_stats, svc_id, (__u64 *)out, sizeof(*out) / sizeof(__u64));
 }
 
 const char *sl_breaker_state_name(__u32 state)

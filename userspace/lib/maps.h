@@ -10,6 +10,7 @@
 #include <sluice/generation.h>
 #include <sluice/breaker.h>
 #include <sluice/ratelimit.h>
+#include <sluice/xdp.h>
 
 #define SL_PIN_ROOT_DEFAULT "/sys/fs/bpf/sluice"
 
@@ -29,6 +30,10 @@ struct sl_maps {
 	int affinity;
 	int rl_svc;
 	int rl_client;
+	int xdp_cfg;
+	int xdp_src;
+	int xdp_syn;
+	int xdp_stats;
 };
 
 /* Every pinned map by name, in the order of struct sl_maps' fields. */
@@ -72,6 +77,9 @@ int sl_svc_state_recount(const struct sl_maps *m, __u32 svc_id, const __u32 *ids
 const char *sl_reason_name(unsigned int reason);
 const char *sl_health_name(__u8 health);
 const char *sl_breaker_state_name(__u32 state);
+const char *sl_xdp_drop_name(unsigned int reason);
+/* XDP counters of a service id (0: packets to no VIP), summed over CPUs. */
+int sl_xdp_stats_read(const struct sl_maps *m, __u32 svc_id, struct sl_xdp_stats *out);
 
 /*
  * Takes the exclusive lock of a pin root (flock on its directory), so loads,

@@ -44,6 +44,8 @@ struct plan {
 	struct sl_batch svc_fresh_rr;
 	struct sl_batch svc_fresh_state;
 	struct sl_batch svc_fresh_rl;	  /* and a full connection bucket */
+	struct sl_batch svc_fresh_syn;	  /* a full SYN bucket and zeroed XDP counters */
+	struct sl_batch svc_fresh_xdp;
 	struct sl_batch tables;		  /* sl_svc_slots: service id -> new inner map fd */
 	struct sl_batch slots_del;
 	struct sl_batch svc_put;	  /* sl_services values */
@@ -60,6 +62,8 @@ struct reconciler {
 	struct id_pool be_ids;
 	struct plan plan;
 	__u32 *table_ids; /* inner map id of each service's table in force, 0: none */
+	struct sl_xdp_cfg global_xdp;
+	int write_global;
 	char *err;
 	size_t errlen;
 };
@@ -80,6 +84,8 @@ static void plan_init(struct plan *p)
 	sl_batch_init(&p->svc_fresh_rr, sizeof(__u32), sizeof(__u32));
 	sl_batch_init(&p->svc_fresh_state, sizeof(__u32), sizeof(struct sl_svc_state));
 	sl_batch_init(&p->svc_fresh_rl, sizeof(__u32), sizeof(struct sl_rl_bucket));
+	sl_batch_init(&p->svc_fresh_syn, sizeof(__u32), sizeof(struct sl_rl_bucket));
+	sl_batch_init(&p->svc_fresh_xdp, sizeof(__u32), ncpus * sizeof(struct sl_xdp_stats));
 	sl_batch_init(&p->tables, sizeof(__u32), sizeof(__u32));
 	sl_batch_init(&p->slots_del, sizeof(__u32), 0);
 	sl_batch_init(&p->svc_put, sizeof(struct sl_svc_key), sizeof(struct sl_service));
@@ -90,7 +96,8 @@ static void plan_free(struct plan *p)
 {
 	struct sl_batch *all[] = { &p->svc_del, &p->be_fresh_stats, &p->be_fresh_breaker,
 				   &p->be_fresh_live, &p->be_put, &p->svc_fresh_stats,
-				   &p->svc_fresh_rr, &p->svc_fresh_state, &p->svc_fresh_rl, &p->tables,
+				   &p->svc_fresh_rr, &p->svc_fresh_state, &p->svc_fresh_rl,
+				   &p->svc_fresh_syn, &p->svc_fresh_xdp, &p->tables,
 				   &p->slots_del, &p->svc_put, &p->be_del };
 
 	/* The inner maps staged in tables are held by their fds until here. */
@@ -136,6 +143,18 @@ static __u32 pool_take(struct id_pool *p)
 		}
 	}
 	return 0;
+}
+
+const char *sl_change_object_name(__u8 object)
+{
+	switch (object) {
+	case SL_OBJ_SERVICE:
+		return "service";
+	case SL_OBJ_BACKEND:
+		return "backend";
+	default:
+		return "global";
+	}
 }
 
 const char *sl_change_op_name(__u8 op)
@@ -224,6 +243,8 @@ static const struct {
 	SVC_FIELD("rate_limit.burst", burst),
 	SVC_FIELD("rate_limit.per_client_connections_per_second", per_client_connections_per_second),
 	SVC_FIELD("rate_limit.per_client_burst", per_client_burst),
+	SVC_FIELD("rate_limit.syn_per_second", syn_per_second),
+	SVC_FIELD("rate_limit.syn_burst", syn_burst),
 	SVC_FIELD("circuit_breaker.max_connections", max_connections),
 	SVC_FIELD("circuit_breaker.consecutive_failures", consecutive_failures),
 	SVC_FIELD("circuit_breaker.base_ejection_ms", base_ejection_ms),
@@ -386,7 +407,9 @@ static int add_service(struct reconciler *r, const struct sl_reg_service *want)
 	if ((err = sl_batch_add(&r->plan.svc_fresh_stats, &svc_id, NULL)) ||
 	    (err = sl_batch_add(&r->plan.svc_fresh_rr, &svc_id, NULL)) ||
 	    (err = sl_batch_add(&r->plan.svc_fresh_state, &svc_id, NULL)) ||
-	    (err = sl_batch_add(&r->plan.svc_fresh_rl, &svc_id, NULL)))
+	    (err = sl_batch_add(&r->plan.svc_fresh_rl, &svc_id, NULL)) ||
+	    (err = sl_batch_add(&r->plan.svc_fresh_syn, &svc_id, NULL)) ||
+	    (err = sl_batch_add(&r->plan.svc_fresh_xdp, &svc_id, NULL)))
 		goto out;
 	for (size_t i = 0; i < want->backend_count; i++) {
 		struct sl_backend b;
@@ -726,6 +749,10 @@ static int flush_plan(struct reconciler *r)
 			      "reset service state", "sl_svc_state")) ||
 	    (err = flush_step(r, sl_batch_update(m->rl_svc, &p->svc_fresh_rl, 0),
 			      "fill connection buckets", "sl_rl_svc")) ||
+	    (err = flush_step(r, sl_batch_update(m->xdp_syn, &p->svc_fresh_syn, 0),
+			      "fill SYN buckets", "sl_xdp_syn")) ||
+	    (err = flush_step(r, sl_batch_update(m->xdp_stats, &p->svc_fresh_xdp, 0),
+			      "zero XDP counters", "sl_xdp_stats")) ||
 	    (err = flush_step(r, sl_batch_update(m->svc_slots, &p->tables, 0),
 			      "install selection tables", "sl_svc_slots")) ||
 	    (err = flush_step(r, sl_batch_delete(m->svc_slots, &p->slots_del),
@@ -737,6 +764,33 @@ static int flush_plan(struct reconciler *r)
 		return err;
 	for (size_t i = 0; i < p->recount_count; i++)
 		sl_svc_state_recount(m, p->recounts[i].svc_id, p->recounts[i].ids, p->recounts[i].n);
+	if (r->write_global) {
+		__u32 zero = 0;
+
+		if (bpf_map_update_elem(m->xdp_cfg, &zero, &r->global_xdp, BPF_ANY))
+			return flush_step(r, -errno, "write the global XDP limits", "sl_xdp_cfg");
+	}
+	return 0;
+}
+
+/* The document's global block: the XDP per-source limits, one map entry. */
+static int plan_global(struct reconciler *r, const struct sl_registry *want)
+{
+	struct sl_xdp_cfg cur = { 0 };
+	__u32 zero = 0;
+	int err;
+
+	bpf_map_lookup_elem(r->m->xdp_cfg, &zero, &cur);
+	if (!memcmp(&cur, &want->xdp, sizeof(cur)))
+		return 0;
+	err = record(r, SL_CHANGE_UPDATE, SL_OBJ_GLOBAL, "", NULL,
+		     "xdp source limit %u/s burst %u -> %u/s burst %u",
+		     cur.source_packets_per_second, cur.source_burst,
+		     want->xdp.source_packets_per_second, want->xdp.source_burst);
+	if (err || r->dry_run)
+		return err;
+	r->global_xdp = want->xdp;
+	r->write_global = 1;
 	return 0;
 }
 
@@ -816,6 +870,8 @@ int sl_reconcile(const struct sl_maps *m, const struct sl_registry *want, int dr
 
 		ret = c ? update_service(&r, c, w) : add_service(&r, w);
 	}
+	if (!ret)
+		ret = plan_global(&r, want);
 	if (ret)
 		goto out;
 	if (dry_run) {

@@ -12,7 +12,7 @@
 #include "registry.h"
 
 enum sl_change_op { SL_CHANGE_ADD, SL_CHANGE_REMOVE, SL_CHANGE_UPDATE };
-enum sl_change_object { SL_OBJ_SERVICE, SL_OBJ_BACKEND };
+enum sl_change_object { SL_OBJ_SERVICE, SL_OBJ_BACKEND, SL_OBJ_GLOBAL };
 
 struct sl_change {
 	__u8 op;     /* enum sl_change_op */
@@ -39,5 +39,6 @@ int sl_reconcile(const struct sl_maps *m, const struct sl_registry *want, int dr
 void sl_apply_result_free(struct sl_apply_result *res);
 
 const char *sl_change_op_name(__u8 op);
+const char *sl_change_object_name(__u8 object);
 
 #endif

@@ -42,7 +42,10 @@ static const char *const alg_names[SL_ALG_COUNT] = {
 	[SL_ALG_LEAST_CONN] = "least_conn",
 };
 
-static const char *const top_fields[] = { "services", NULL };
+static const char *const top_fields[] = { "services", "global", NULL };
+static const char *const global_fields[] = { "xdp", NULL };
+static const char *const global_xdp_fields[] = { "source_packets_per_second", "source_burst",
+						  NULL };
 static const char *const service_fields[] = {
 	"name", "vip", "port", "protocol", "lb", "rate_limit", "circuit_breaker", "health_check",
 	"backends", NULL,
@@ -52,7 +55,7 @@ static const char *const lb_fields[] = {
 };
 static const char *const rate_limit_fields[] = {
 	"connections_per_second", "burst", "per_client_connections_per_second",
-	"per_client_burst", NULL,
+	"per_client_burst", "syn_per_second", "syn_burst", NULL,
 };
 static const char *const breaker_fields[] = {
 	"max_connections", "consecutive_failures", "base_ejection_ms", "max_ejection_ms",
@@ -479,6 +482,10 @@ static int parse_rate_limit(struct parser *p, json_t *jsvc, struct sl_service *s
 	if (!err)
 		err = get_u32(p, rl, pre, "per_client_burst", 0, RATE_MAX, 0,
 			      &set->per_client_burst);
+	if (!err)
+		err = get_u32(p, rl, pre, "syn_per_second", 0, RATE_MAX, 0, &set->syn_per_second);
+	if (!err)
+		err = get_u32(p, rl, pre, "syn_burst", 0, RATE_MAX, 0, &set->syn_burst);
 	if (err)
 		return err;
 
@@ -488,7 +495,33 @@ static int parse_rate_limit(struct parser *p, json_t *jsvc, struct sl_service *s
 		set->burst = set->connections_per_second;
 	if (set->per_client_connections_per_second && !set->per_client_burst)
 		set->per_client_burst = set->per_client_connections_per_second;
+	if (set->syn_per_second && !set->syn_burst)
+		set->syn_burst = set->syn_per_second;
 	return 0;
+}
+
+/* "global": {"xdp": {"source_packets_per_second", "source_burst"}}, all optional. */
+static int parse_global(struct parser *p, json_t *root, struct sl_registry *reg)
+{
+	const char *pre = "global.xdp";
+	json_t *global, *xdp = NULL;
+	int err;
+
+	err = get_object(p, root, "global", &global);
+	if (!err && global)
+		err = check_fields(p, global, "global", global_fields);
+	if (!err && global)
+		err = get_object(p, global, "xdp", &xdp);
+	if (!err && xdp)
+		err = check_fields(p, xdp, pre, global_xdp_fields);
+	if (!err)
+		err = get_u32(p, xdp, pre, "source_packets_per_second", 0, RATE_MAX, 0,
+			      &reg->xdp.source_packets_per_second);
+	if (!err)
+		err = get_u32(p, xdp, pre, "source_burst", 0, RATE_MAX, 0, &reg->xdp.source_burst);
+	if (!err && reg->xdp.source_packets_per_second && !reg->xdp.source_burst)
+		reg->xdp.source_burst = reg->xdp.source_packets_per_second;
+	return err;
 }
 
 static int parse_breaker(struct parser *p, json_t *jsvc, struct sl_service *set)
@@ -740,6 +773,8 @@ static int parse_document(struct parser *p, json_t *root, struct sl_registry *re
 	if (!json_is_object(root))
 		return fail(p, NULL, "document", "must be a JSON object (got %s)", json_kind(root));
 	err = check_fields(p, root, NULL, top_fields);
+	if (!err)
+		err = parse_global(p, root, reg);
 	if (err)
 		return err;
 	svcs = json_object_get(root, "services");

@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <sluice/service.h>
 #include <sluice/backend.h>
+#include <sluice/xdp.h>
 
 #define SL_ERR_MAX 512
 #define SL_WEIGHT_MAX 65535
@@ -44,6 +45,7 @@ struct sl_reg_service {
 struct sl_registry {
 	struct sl_reg_service *services;
 	size_t count;
+	struct sl_xdp_cfg xdp; /* "global": {"xdp": ...}; zero = no limit */
 	__u8 sha256[32]; /* of the document's bytes */
 };
 

@@ -10,11 +10,6 @@
 #include "lib/registry.h"
 #include "sluicectl.h"
 
-static const char *object_name(__u8 object)
-{
-	return object == SL_OBJ_SERVICE ? "service" : "backend";
-}
-
 static json_t *changes_json(const struct sl_apply_result *res)
 {
 	json_t *arr = json_array();
@@ -22,7 +17,7 @@ static json_t *changes_json(const struct sl_apply_result *res)
 	for (size_t i = 0; i < res->change_count; i++) {
 		const struct sl_change *ch = &res->changes[i];
 		json_t *o = json_pack("{s:s,s:s,s:s,s:s}", "op", sl_change_op_name(ch->op), "object",
-				      object_name(ch->object), "service", ch->service, "detail",
+				      sl_change_object_name(ch->object), "service", ch->service, "detail",
 				      ch->detail);
 
 		if (ch->object == SL_OBJ_BACKEND)
@@ -40,7 +35,9 @@ static void print_changes(const struct sl_apply_result *res)
 	for (size_t i = 0; i < res->change_count; i++) {
 		const struct sl_change *ch = &res->changes[i];
 
-		if (ch->object == SL_OBJ_SERVICE)
+		if (ch->object == SL_OBJ_GLOBAL)
+			printf("%c global: %s\n", marks[ch->op], ch->detail);
+		else if (ch->object == SL_OBJ_SERVICE)
 			printf("%c service %s: %s\n", marks[ch->op], ch->service, ch->detail);
 		else
 			printf("%c backend %s of %s: %s\n", marks[ch->op], ch->backend,

@@ -22,6 +22,8 @@ static const struct cmd {
 	{ "backends", do_backends, 0 },
 	{ "breakers", do_breakers, 0 },
 	{ "stats", do_stats, 0 },
+	{ "attach-xdp", do_attach_xdp, 0 },
+	{ "detach-xdp", do_detach_xdp, 0 },
 };
 
 void usage_to(FILE *out)
@@ -39,7 +41,11 @@ void usage_to(FILE *out)
 		"  sluicectl breakers [SERVICE]       circuit breaker state and live connections\n"
 		"  sluicectl breakers reset SERVICE ADDR:PORT\n"
 		"                                     close one breaker by hand\n"
-		"  sluicectl stats [SERVICE]          per service: accepted, refused by reason, tokens\n"
+		"  sluicectl stats [SERVICE]          per service: accepted, refused by reason, tokens,\n"
+		"                                     XDP packets and drops\n"
+		"  sluicectl attach-xdp IFACE [--mode native|generic]\n"
+		"                                     rate-limit at XDP on IFACE (native by default)\n"
+		"  sluicectl detach-xdp IFACE         remove it\n"
 		"\n"
 		"OPTIONS: -j|--json  -p|--pretty  -d|--debug  --pin-root DIR (default %s)\n"
 		"Objects may be abbreviated to any unambiguous prefix.\n",
@@ -104,6 +110,7 @@ int main(int argc, char **argv)
 		{ "pin-root", required_argument, NULL, 'P' }, { "cgroup", required_argument, NULL, 'C' },
 		{ "dry-run", no_argument, NULL, 'n' },	    { "no-conn-tracking", no_argument, NULL, 'T' },
 		{ "rl-clients", required_argument, NULL, 'R' },
+		{ "mode", required_argument, NULL, 'M' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct ctl c = { .pin_root = SL_PIN_ROOT_DEFAULT };
@@ -133,6 +140,9 @@ int main(int argc, char **argv)
 			break;
 		case 'T':
 			c.no_conn_tracking = 1;
+			break;
+		case 'M':
+			c.xdp_mode = optarg;
 			break;
 		case 'R': {
 			char *end;
@@ -166,6 +176,10 @@ int main(int argc, char **argv)
 		return EXIT_USAGE;
 	if ((c.cgroup || c.no_conn_tracking || c.rl_clients) && !cmd->takes_load_opts) {
 		fprintf(stderr, "sluicectl: --cgroup, --no-conn-tracking and --rl-clients apply to 'load' only\n");
+		return EXIT_USAGE;
+	}
+	if (c.xdp_mode && cmd->fn != do_attach_xdp) {
+		fprintf(stderr, "sluicectl: --mode applies to 'attach-xdp' only\n");
 		return EXIT_USAGE;
 	}
 	if (c.dry_run && cmd->fn != do_apply) {

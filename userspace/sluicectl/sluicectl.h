@@ -19,6 +19,7 @@ struct ctl {
 	int dry_run;
 	int no_conn_tracking;
 	__u32 rl_clients;
+	const char *xdp_mode;
 	const char *pin_root;
 	const char *cgroup;
 	int argc; /* arguments after the object name */
@@ -36,6 +37,8 @@ int do_services(struct ctl *c);
 int do_backends(struct ctl *c);
 int do_breakers(struct ctl *c);
 int do_stats(struct ctl *c);
+int do_attach_xdp(struct ctl *c);
+int do_detach_xdp(struct ctl *c);
 
 /* Prints one JSON document on stdout (stolen reference). */
 void ctl_print_json(const struct ctl *c, json_t *doc);

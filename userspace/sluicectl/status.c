@@ -66,9 +66,17 @@ static json_t *status_json(const char *pin_root, const struct sl_status *st,
 				(json_int_t)g->service_count, "backend_count",
 				(json_int_t)g->backend_count);
 	}
-	return json_pack("{s:s,s:b,s:b,s:o,s:o,s:o}", "pin_root", pin_root, "loaded", st->loaded,
-			 "conn_tracking", st->conn_tracking, "programs", progs, "maps", maps,
-			 "generation", gen);
+	json_t *xdp = json_array();
+
+	for (size_t i = 0; i < st->xdp_count; i++)
+		json_array_append_new(xdp, json_pack("{s:s,s:I,s:I,s:I}", "interface",
+						     st->xdp[i].ifname, "ifindex",
+						     (json_int_t)st->xdp[i].ifindex, "link_id",
+						     (json_int_t)st->xdp[i].link_id, "prog_id",
+						     (json_int_t)st->xdp[i].prog_id));
+	return json_pack("{s:s,s:b,s:b,s:o,s:o,s:o,s:o}", "pin_root", pin_root, "loaded",
+			 st->loaded, "conn_tracking", st->conn_tracking, "programs", progs,
+			 "maps", maps, "xdp", xdp, "generation", gen);
 }
 
 static void status_print(const char *pin_root, const struct sl_status *st,
@@ -94,6 +102,9 @@ static void status_print(const char *pin_root, const struct sl_status *st,
 		printf("%-16s %-8u %-22s %u\n", m->name, m->map_id, type ? type : "(not pinned)",
 		       m->max_entries);
 	}
+	for (size_t i = 0; i < st->xdp_count; i++)
+		printf("xdp        sl_xdp on %s (ifindex %u, link %u, prog %u)\n", st->xdp[i].ifname,
+		       st->xdp[i].ifindex, st->xdp[i].link_id, st->xdp[i].prog_id);
 	if (!g) {
 		printf("config     none applied\n");
 		return;

@@ -56,7 +56,7 @@ int agent_apply_registry(struct agent *a)
 		const struct sl_change *c = &res.changes[i];
 
 		log_debug("change op=%s object=%s service=%s backend=%s detail=\"%s\"",
-			  sl_change_op_name(c->op), c->object == SL_OBJ_SERVICE ? "service" : "backend",
+			  sl_change_op_name(c->op), sl_change_object_name(c->object),
 			  c->service, c->backend[0] ? c->backend : "-", c->detail);
 	}
 	log_info("registry applied generation=%llu services=%zu changes=%zu duration_ms=%.2f",

@@ -423,6 +423,21 @@ static __u64 svc_panic(const struct metrics_service *s)
 	return s->stats.panic_selected;
 }
 
+static __u64 svc_xdp_packets(const struct metrics_service *s)
+{
+	return s->xdp.packets;
+}
+
+static __u64 svc_xdp_bytes(const struct metrics_service *s)
+{
+	return s->xdp.bytes;
+}
+
+static __u64 svc_xdp_syns(const struct metrics_service *s)
+{
+	return s->xdp.syns;
+}
+
 static const struct svc_family svc_families[] = {
 	{ "sluice_service_backends", "gauge",
 	  "Backends of the service in the maps.", svc_backends },
@@ -435,6 +450,13 @@ static const struct svc_family svc_families[] = {
 	  "Connections and datagrams sent to a backend of the service.", svc_selected },
 	{ "sluice_service_panic_selections_total", "counter",
 	  "Selections made in panic mode, with breakers and health ignored.", svc_panic },
+	{ "sluice_xdp_packets_total", "counter",
+	  "Packets to the service's VIP seen by sl_xdp on the interfaces it is attached to.",
+	  svc_xdp_packets },
+	{ "sluice_xdp_bytes_total", "counter",
+	  "Bytes of frames to the service's VIP seen by sl_xdp.", svc_xdp_bytes },
+	{ "sluice_xdp_syns_total", "counter",
+	  "TCP SYNs to the service's VIP seen by sl_xdp.", svc_xdp_syns },
 };
 
 /* Why connect() to a service can fail; unhealthy only ever skips a backend. */
@@ -447,6 +469,7 @@ static void write_services(struct out *o, const struct metrics_snapshot *snap,
 			   const struct labels *l)
 {
 	const char *refused = "sluice_service_refused_total";
+	const char *xdp_dropped = "sluice_xdp_dropped_total";
 	size_t refused_len = strlen(refused);
 
 	for (size_t f = 0; f < ARRAY_SIZE(svc_families); f++) {
@@ -459,6 +482,22 @@ static void write_services(struct out *o, const struct metrics_snapshot *snap,
 				continue;
 			out_series(o, fam->name, name_len, l, l->svc[i], NULL);
 			out_u64(o, fam->value(&snap->services[i]));
+			out_mem(o, "\n", 1);
+		}
+	}
+
+	out_family(o, xdp_dropped, "counter",
+		   "Packets to the service's VIP that sl_xdp dropped, by reason.");
+	for (size_t i = 0; i < snap->count; i++) {
+		if (!l->svc[i].len)
+			continue;
+		for (unsigned int r = 0; r < SL_XDP_DROP_COUNT; r++) {
+			const char *rname = sl_xdp_drop_name(r);
+
+			if (!rname)
+				continue;
+			out_series(o, xdp_dropped, strlen(xdp_dropped), l, l->svc[i], rname);
+			out_u64(o, snap->services[i].xdp.dropped[r]);
 			out_mem(o, "\n", 1);
 		}
 	}
@@ -644,11 +683,6 @@ int metrics_format(FILE *out, const struct metrics_snapshot *snap, const struct 
 		write_generation(&o, snap->generation);
 	write_services(&o, snap, &l);
 	write_backends(&o, snap, &l);
-	/*
-	 * XDP load balancing (north-south) goes here once its maps exist:
-	 * packets, bytes and drops per VIP (labelled service) and reason, read
-	 * the same way from per-CPU counters. Nothing is emitted for it today.
-	 */
 
 	out_flush(&o);
 	err = o.err;
@@ -746,6 +780,13 @@ static void take_svc_stats(struct reader *r, __u32 pos, const void *value)
 	sum_percpu((__u64 *)s, value, sizeof(*s) / sizeof(__u64), r->ncpus);
 }
 
+static void take_xdp_stats(struct reader *r, __u32 pos, const void *value)
+{
+	struct sl_xdp_stats *s = &r->svcs[pos].xdp;
+
+	sum_percpu((__u64 *)s, value, sizeof(*s) / sizeof(__u64), r->ncpus);
+}
+
 static void take_svc_state(struct reader *r, __u32 pos, const void *value)
 {
 	r->svcs[pos].ejected = ((const struct sl_svc_state *)value)->ejected;
@@ -781,6 +822,7 @@ static int read_arrays(const struct sl_maps *m, struct reader *r, struct id_pos 
 		       size_t nsvc, struct id_pos *be_ids, size_t nbe)
 {
 	size_t svc_stats = (size_t)r->ncpus * sizeof(struct sl_svc_stats);
+	size_t xdp_stats = (size_t)r->ncpus * sizeof(struct sl_xdp_stats);
 	size_t be_stats = (size_t)r->ncpus * sizeof(struct sl_be_stats);
 	size_t widest = svc_stats > be_stats ? svc_stats : be_stats;
 	int err;
@@ -804,6 +846,9 @@ static int read_arrays(const struct sl_maps *m, struct reader *r, struct id_pos 
 	if (!err)
 		err = read_array(r, m->svc_state, "sl_svc_state", sizeof(struct sl_svc_state), 0,
 				 svc_ids, nsvc, take_svc_state);
+	if (!err)
+		err = read_array(r, m->xdp_stats, "sl_xdp_stats", xdp_stats, 0, svc_ids, nsvc,
+				 take_xdp_stats);
 	if (!err)
 		err = read_array(r, m->be_stats, "sl_be_stats", be_stats, 0, be_ids, nbe,
 				 take_be_stats);

@@ -7,6 +7,7 @@
 #include <stdio.h>
 
 #include "lib/maps.h"
+#include <sluice/xdp.h>
 #include "status.h"
 
 /* Writes every sluice_* metric to out. Returns 0 or -errno. */
@@ -33,6 +34,7 @@ struct metrics_service {
 	__u32 unhealthy;
 	__u32 ejected;
 	struct sl_svc_stats stats;
+	struct sl_xdp_stats xdp; /* what sl_xdp saw for the VIP */
 	const struct metrics_backend *backends; /* sorted by family, address, port */
 	size_t nbackends;
 };
