@@ -33,6 +33,14 @@
 # refused), conn/s. Between runs the nginx is restarted and its breaker reset;
 # the victim rotates over the backends.
 #
+# The agent part (scripts/bench-agent.py, no nginx or bridge): sluiced and sluicectl
+# with 10,000 services x 10 backends (map contents only) plus one service over a real
+# server: the time to apply the whole document (sluicectl apply, the agent at start
+# and after an edit of the file) against the target of 100,000 backends in under a
+# second, one change to effect (log line and a real connection), GET /metrics time
+# and size, the agent's resident memory. Own cgroup, pin root (loaded by the agent)
+# and namespace, all removed on exit.
+#
 # Usage: scripts/bench.sh [BUILD_DIR]
 # Environment (defaults):
 #   BENCH_ROUNDS=7 BENCH_SECONDS=2.5 BENCH_SLICE=0.5 BENCH_THREADS=1 BENCH_BACKENDS=3
@@ -41,9 +49,12 @@
 #   BENCH_MODES=direct,sluice,sluice-nct,iptables-10,iptables-5000 (sluice-nct:
 #               sluice loaded with --no-conn-tracking; iptables-N for any N services)
 #   BENCH_IPTABLES=nft|legacy (iptables-restore variant, default nft)
-#   BENCH_PARTS=table,breaker (the conn/s table, the breaker measurement)
+#   BENCH_PARTS=table,breaker,agent (the conn/s table, the breaker measurement, the
+#               agent at 10,000 services)
 #   BENCH_BREAKER_RUNS=5 (per algorithm) BENCH_BREAKER_ALGS=round_robin,random
 #   BENCH_BREAKER_BEFORE=0.5 BENCH_BREAKER_AFTER=1
+#   BENCH_AGENT_SERVICES=10000 BENCH_AGENT_BACKENDS=10 BENCH_AGENT_ALG=random
+#   BENCH_AGENT_ROUNDS=5 BENCH_AGENT_EDITS=7 BENCH_AGENT_PROBE_MS=1 (bench-agent.py)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -57,7 +68,7 @@ SETTLE=${BENCH_SETTLE:-1}
 SLICE=${BENCH_SLICE:-0.5}
 SLICE_WARMUP=${BENCH_SLICE_WARMUP:-0.05}
 MODES=${BENCH_MODES:-direct,sluice,sluice-nct,iptables-10,iptables-5000}
-PARTS=${BENCH_PARTS:-table,breaker}
+PARTS=${BENCH_PARTS:-table,breaker,agent}
 BRK_RUNS=${BENCH_BREAKER_RUNS:-5}
 BRK_ALGS=${BENCH_BREAKER_ALGS:-round_robin,random}
 BRK_BEFORE=${BENCH_BREAKER_BEFORE:-0.5}
@@ -95,12 +106,14 @@ esac
 
 WANT_TABLE=0
 WANT_BREAKER=0
+WANT_AGENT=0
 IFS=, read -r -a PART_LIST <<<"$PARTS"
 for p in "${PART_LIST[@]}"; do
 	case $p in
 	table) WANT_TABLE=1 ;;
 	breaker) WANT_BREAKER=1 ;;
-	*) die "unknown part $p (table, breaker)" ;;
+	agent) WANT_AGENT=1 ;;
+	*) die "unknown part $p (table, breaker, agent)" ;;
 	esac
 done
 MODE_LIST=()
@@ -144,7 +157,15 @@ SLICE_SECS=$(awk -v t="$SECS" -v n="$SLICES" 'BEGIN { printf "%g", t / n }')
 [ $((ROUNDS * ${#MODE_LIST[@]} + ${#MODE_LIST[@]} + BRK_RUNS * ${#BRK_ALG_LIST[@]})) -le 150 ] ||
 	die "too many runs for the client address pool"
 
-tools=(ip nsenter nginx gcc timeout sysctl)
+# The table and the breaker part share the nginx backends and the bridge.
+WANT_TOPOLOGY=0
+if [ $WANT_TABLE = 1 ] || [ $WANT_BREAKER = 1 ]; then
+	WANT_TOPOLOGY=1
+fi
+tools=(ip nsenter)
+if [ $WANT_TOPOLOGY = 1 ]; then
+	tools+=(nginx gcc timeout sysctl)
+fi
 if [ $WANT_IPT = 1 ]; then
 	tools+=("$IPT_RESTORE")
 fi
@@ -154,8 +175,11 @@ fi
 for t in "${tools[@]}"; do
 	command -v "$t" >/dev/null || die "missing $t (run scripts/install-deps.sh)"
 done
-if [ $WANT_SLUICE = 1 ] && [ ! -x "$CTL" ]; then
+if { [ $WANT_SLUICE = 1 ] || [ $WANT_AGENT = 1 ]; } && [ ! -x "$CTL" ]; then
 	die "missing $CTL (run make, or BENCH_MODES without sluice and BENCH_PARTS=table)"
+fi
+if [ $WANT_AGENT = 1 ] && [ ! -x "$BUILD/sluiced" ]; then
+	die "missing $BUILD/sluiced (run make, or BENCH_PARTS without agent)"
 fi
 
 # A connection holds one descriptor per thread; nginx wants its worker_connections.
@@ -694,7 +718,10 @@ breaker_part() {
 	[ $brk_rc = 0 ] || FAILED=1
 }
 
-build_clients
+mkdir -p "$BUILD/bench"
+if [ $WANT_TOPOLOGY = 1 ]; then
+	build_clients
+fi
 own_cg=$(awk -F: '$1 == "0" { print $3 }' /proc/self/cgroup)
 if [ -n "$CGROOT" ] && command -v bpftool >/dev/null &&
    bpftool cgroup show "$CGROOT$own_cg" effective 2>/dev/null | grep -qw connect4; then
@@ -704,7 +731,9 @@ fi
 
 T0=$(date +%s)
 rm -rf "$BUILD"/bench/breaker-run*
-setup_topology
+if [ $WANT_TOPOLOGY = 1 ]; then
+	setup_topology
+fi
 report_rc=0
 if [ $WANT_TABLE = 1 ]; then
 	bench_registry "$TMP/registry.json"
@@ -759,6 +788,12 @@ if [ $WANT_TABLE = 1 ]; then
 fi
 if [ $WANT_BREAKER = 1 ]; then
 	breaker_part
+fi
+if [ $WANT_AGENT = 1 ]; then
+	# Its own cgroup, pin root, namespace and files, removed by itself on exit.
+	"$PYTHON" "$ROOT/scripts/bench-agent.py" --build "$BUILD" --out "$BUILD/bench/agent.json" ||
+		FAILED=1
+	log "agent raw results: $BUILD/bench/agent.json"
 fi
 echo "  load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 log "took $(($(date +%s) - T0)) s"
