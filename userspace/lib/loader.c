@@ -40,7 +40,18 @@ static const struct datapath_obj {
 	{ "xdp", xdp_bpf__elf_bytes, 0, 1 },
 };
 
+/*
+ * XDP link pins: "xdp@NETNS:IFNAME", NETNS the inode of the caller's network
+ * namespace, since interface names are only unique within one.
+ */
 #define XDP_LINK_PREFIX "xdp@"
+
+static __u64 netns_inode(void)
+{
+	struct stat st;
+
+	return stat("/proc/self/ns/net", &st) ? 0 : st.st_ino;
+}
 
 #define for_each_datapath_obj(d) \
 	for (d = datapath_objs; d < datapath_objs + sizeof(datapath_objs) / sizeof(datapath_objs[0]); d++)
@@ -484,10 +495,13 @@ static int unload_obj(const struct datapath_obj *d, const char *pin_root, int ma
 	return err;
 }
 
-/* Removes the pinned XDP links (detaching them): of one interface, or of all with ifname NULL. */
+/*
+ * Removes the pinned XDP links (detaching them): of one interface of the
+ * caller's network namespace, or every one with ifname NULL.
+ */
 static int unpin_xdp_links(const char *pin_root, const char *ifname, int *removed)
 {
-	char dir[PATH_MAX], path[PATH_MAX + NAME_MAX + 2];
+	char dir[PATH_MAX], path[PATH_MAX + NAME_MAX + 2], mine[NAME_MAX + 1];
 	struct dirent *de;
 	int err = 0;
 	DIR *d;
@@ -496,9 +510,11 @@ static int unpin_xdp_links(const char *pin_root, const char *ifname, int *remove
 	d = opendir(dir);
 	if (!d)
 		return errno == ENOENT ? 0 : -errno;
+	snprintf(mine, sizeof(mine), XDP_LINK_PREFIX "%llu:%s", (unsigned long long)netns_inode(),
+		 ifname ? ifname : "");
 	while ((de = readdir(d)) && !err) {
 		if (strncmp(de->d_name, XDP_LINK_PREFIX, strlen(XDP_LINK_PREFIX)) ||
-		    (ifname && strcmp(de->d_name + strlen(XDP_LINK_PREFIX), ifname)))
+		    (ifname && strcmp(de->d_name, mine)))
 			continue;
 		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
 		err = remove_pin(path, removed);
@@ -652,7 +668,13 @@ static void read_xdp_status(const char *pin_root, struct sl_status *st)
 			continue;
 		memset(&li, 0, sizeof(li));
 		memset(x, 0, sizeof(*x));
-		snprintf(x->ifname, sizeof(x->ifname), "%s", de->d_name + strlen(XDP_LINK_PREFIX));
+		{
+			const char *colon = strchr(de->d_name, ':');
+
+			snprintf(x->ifname, sizeof(x->ifname), "%s",
+				 colon ? colon + 1 : de->d_name + strlen(XDP_LINK_PREFIX));
+			x->netns = strtoull(de->d_name + strlen(XDP_LINK_PREFIX), NULL, 10);
+		}
 		if (!bpf_obj_get_info_by_fd(fd, &li, &len) && li.type == BPF_LINK_TYPE_XDP) {
 			x->link_id = li.id;
 			x->prog_id = li.prog_id;
@@ -706,11 +728,23 @@ int sl_status_read(const char *pin_root, struct sl_status *st)
 	return 0;
 }
 
+
 static int xdp_link_path(char *buf, size_t size, const char *pin_root, const char *ifname)
 {
-	int n = snprintf(buf, size, "%s/links/" XDP_LINK_PREFIX "%s", pin_root, ifname);
+	int n = snprintf(buf, size, "%s/links/" XDP_LINK_PREFIX "%llu:%s", pin_root,
+			 (unsigned long long)netns_inode(), ifname);
 
 	return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
+}
+
+/* The mode the kernel reports for the XDP program on ifindex. */
+static enum sl_xdp_mode xdp_mode_in_force(int ifindex)
+{
+	LIBBPF_OPTS(bpf_xdp_query_opts, q);
+
+	if (bpf_xdp_query(ifindex, 0, &q))
+		return SL_XDP_AUTO;
+	return q.attach_mode == XDP_ATTACHED_SKB ? SL_XDP_GENERIC : SL_XDP_NATIVE;
 }
 
 /* Attaches prog to ifindex through a new XDP link in the given mode. */
@@ -770,7 +804,10 @@ int sl_xdp_attach(const char *pin_root, const char *ifname, enum sl_xdp_mode mod
 		err = link_fd < 0 ? -errno : bpf_link_update(link_fd, bpf_program__fd(prog), NULL);
 		if (err)
 			log_err("cannot update the XDP link %s: %s", path, strerror(-err));
-		*used = mode;
+		*used = xdp_mode_in_force(ifindex);
+		if (!err && mode != SL_XDP_AUTO && mode != *used)
+			log_warn("%s keeps its %s XDP link; 'sluicectl detach-xdp %s' first to change the mode",
+				 ifname, *used == SL_XDP_GENERIC ? "generic" : "native", ifname);
 		goto out;
 	}
 	*used = mode == SL_XDP_GENERIC ? SL_XDP_GENERIC : SL_XDP_NATIVE;

@@ -46,6 +46,7 @@ struct sl_map_status {
 
 struct sl_xdp_status {
 	char ifname[32];
+	__u64 netns; /* inode of the interface's network namespace */
 	__u32 ifindex;
 	__u32 link_id;
 	__u32 prog_id;
@@ -68,9 +69,9 @@ enum sl_xdp_mode { SL_XDP_AUTO, SL_XDP_NATIVE, SL_XDP_GENERIC };
 
 /*
  * Attaches sl_xdp to ifname (in the caller's network namespace) through a
- * link pinned as PIN_ROOT/links/xdp@IFNAME. AUTO tries native and falls back
- * to generic with a warning; *used says which. Attaching again swaps in the
- * fresh program.
+ * link pinned as PIN_ROOT/links/xdp@NETNS:IFNAME. AUTO tries native and falls
+ * back to generic with a warning; *used says which the kernel has. Attaching
+ * again swaps in the fresh program and keeps the link's mode.
  */
 int sl_xdp_attach(const char *pin_root, const char *ifname, enum sl_xdp_mode mode,
 		  enum sl_xdp_mode *used);

@@ -170,15 +170,18 @@ int sl_generation_read(const struct sl_maps *m, struct sl_generation *out)
 	return 0;
 }
 
-__u32 sl_rl_tokens(const struct sl_maps *m, const struct sl_service *svc)
+int sl_rl_tokens(const struct sl_maps *m, const struct sl_service *svc, __u32 *tokens)
 {
 	struct sl_rl_bucket b = { 0 };
-	__u64 interval, now, full_at;
+	__u64 interval, now, full_at, avail;
 	__u32 burst = svc->burst ? svc->burst : 1, id = svc->id;
 	struct timespec ts;
 
-	if (!svc->connections_per_second || bpf_map_lookup_elem(m->rl_svc, &id, &b) || !b.tat_ns)
-		return burst;
+	if (!svc->connections_per_second)
+		return -ENOENT;
+	*tokens = burst;
+	if (bpf_map_lookup_elem(m->rl_svc, &id, &b) || !b.tat_ns)
+		return 0;
 	interval = 1000000000ULL / svc->connections_per_second;
 	if (!interval)
 		interval = 1;
@@ -186,9 +189,9 @@ __u32 sl_rl_tokens(const struct sl_maps *m, const struct sl_service *svc)
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	now = (__u64)ts.tv_sec * 1000000000ULL + ts.tv_nsec;
 	full_at = now + (__u64)burst * interval;
-	if (b.tat_ns >= full_at)
-		return 0;
-	return (full_at - b.tat_ns) / interval > burst ? burst : (full_at - b.tat_ns) / interval;
+	avail = b.tat_ns >= full_at ? 0 : (full_at - b.tat_ns) / interval;
+	*tokens = avail > burst ? burst : avail;
+	return 0;
 }
 
 const char *sl_xdp_drop_name(unsigned int reason)

@@ -56,8 +56,8 @@ int sl_stats_reset_backend(const struct sl_maps *m, __u32 backend_id);
 
 int sl_generation_read(const struct sl_maps *m, struct sl_generation *out);
 
-/* Tokens in a service's connection bucket now (burst when it is full or unlimited). */
-__u32 sl_rl_tokens(const struct sl_maps *m, const struct sl_service *svc);
+/* Tokens in a service's connection bucket now; -ENOENT when it has no service-wide limit. */
+int sl_rl_tokens(const struct sl_maps *m, const struct sl_service *svc, __u32 *tokens);
 
 /* A backend's breaker, read under its spin lock. */
 int sl_breaker_read(const struct sl_maps *m, __u32 backend_id, struct sl_breaker *out);

@@ -90,6 +90,8 @@ json_t *sl_json_stats(const struct sl_maps *m, const struct sl_state_service *s)
 	struct sl_svc_stats st = { 0 };
 	json_t *drops = json_object();
 	__u64 refused = 0;
+	__u32 tokens = 0;
+	int limited = !sl_rl_tokens(m, &s->v, &tokens);
 
 	sl_stats_read_service(m, s->v.id, &st);
 	sl_xdp_stats_read(m, s->v.id, &xs);
@@ -98,7 +100,7 @@ json_t *sl_json_stats(const struct sl_maps *m, const struct sl_state_service *s)
 	for (unsigned int r = 0; r < SL_XDP_DROP_COUNT; r++)
 		if (sl_xdp_drop_name(r))
 			json_object_set_new(drops, sl_xdp_drop_name(r), json_integer(xs.dropped[r]));
-	return json_pack("{s:s,s:I,s:I,s:o,s:{s:I,s:I,s:I,s:I,s:I,s:I},s:I,s:{s:I,s:I,s:I,s:o}}",
+	return json_pack("{s:s,s:I,s:I,s:o,s:{s:I,s:I,s:I,s:I,s:I,s:I},s:o,s:{s:I,s:I,s:I,s:o}}",
 			 "service", s->v.name,
 			 "accepted", (json_int_t)st.selected, "refused_total", (json_int_t)refused,
 			 "refused", sl_json_reason_counts(st.refused), "rate_limit",
@@ -107,7 +109,7 @@ json_t *sl_json_stats(const struct sl_maps *m, const struct sl_state_service *s)
 			 (json_int_t)s->v.per_client_connections_per_second, "per_client_burst",
 			 (json_int_t)s->v.per_client_burst, "syn_per_second",
 			 (json_int_t)s->v.syn_per_second, "syn_burst", (json_int_t)s->v.syn_burst,
-			 "tokens", (json_int_t)sl_rl_tokens(m, &s->v), "xdp", "packets",
+			 "tokens", limited ? json_integer(tokens) : json_null(), "xdp", "packets",
 			 (json_int_t)xs.packets, "bytes", (json_int_t)xs.bytes, "syns",
 			 (json_int_t)xs.syns, "dropped", drops);
 }

@@ -56,12 +56,16 @@ int do_stats(struct ctl *c)
 			json_array_append_new(arr, sl_json_stats(&m, s));
 			continue;
 		}
-		printf("%-24s %-12llu %-10llu %-12llu %-12llu %-10u %-14u %u\n", s->v.name,
+		char tokens[16] = "-";
+		__u32 t;
+
+		if (!sl_rl_tokens(&m, &s->v, &t))
+			snprintf(tokens, sizeof(tokens), "%u", t);
+		printf("%-24s %-12llu %-10llu %-12llu %-12llu %-10u %-14u %s\n", s->v.name,
 		       (unsigned long long)stats.selected, (unsigned long long)refused_total(&stats),
 		       (unsigned long long)stats.refused[SL_REASON_RATE_SERVICE],
 		       (unsigned long long)stats.refused[SL_REASON_RATE_CLIENT],
-		       s->v.connections_per_second, s->v.per_client_connections_per_second,
-		       sl_rl_tokens(&m, &s->v));
+		       s->v.connections_per_second, s->v.per_client_connections_per_second, tokens);
 	}
 	if (c->json)
 		ctl_print_json(c, arr);

@@ -69,8 +69,9 @@ static json_t *status_json(const char *pin_root, const struct sl_status *st,
 	json_t *xdp = json_array();
 
 	for (size_t i = 0; i < st->xdp_count; i++)
-		json_array_append_new(xdp, json_pack("{s:s,s:I,s:I,s:I}", "interface",
-						     st->xdp[i].ifname, "ifindex",
+		json_array_append_new(xdp, json_pack("{s:s,s:I,s:I,s:I,s:I}", "interface",
+						     st->xdp[i].ifname, "netns",
+						     (json_int_t)st->xdp[i].netns, "ifindex",
 						     (json_int_t)st->xdp[i].ifindex, "link_id",
 						     (json_int_t)st->xdp[i].link_id, "prog_id",
 						     (json_int_t)st->xdp[i].prog_id));
@@ -103,8 +104,9 @@ static void status_print(const char *pin_root, const struct sl_status *st,
 		       m->max_entries);
 	}
 	for (size_t i = 0; i < st->xdp_count; i++)
-		printf("xdp        sl_xdp on %s (ifindex %u, link %u, prog %u)\n", st->xdp[i].ifname,
-		       st->xdp[i].ifindex, st->xdp[i].link_id, st->xdp[i].prog_id);
+		printf("xdp        sl_xdp on %s (netns %llu, ifindex %u, link %u, prog %u)\n",
+		       st->xdp[i].ifname, (unsigned long long)st->xdp[i].netns, st->xdp[i].ifindex,
+		       st->xdp[i].link_id, st->xdp[i].prog_id);
 	if (!g) {
 		printf("config     none applied\n");
 		return;
