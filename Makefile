@@ -49,6 +49,8 @@ LIBAGENT := $(BUILD)/libsluiced.a
 
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/unit/%,$(UNIT_SRCS))
+BPF_TEST_SRCS := $(wildcard tests/bpf/test_*.c)
+BPF_TEST_BINS := $(patsubst tests/bpf/%.c,$(BUILD)/tests/bpf/%,$(BPF_TEST_SRCS))
 
 BINS := $(BUILD)/sluicectl $(BUILD)/sluiced
 
@@ -115,6 +117,12 @@ $(BUILD)/tests/unit/%: tests/unit/%.c $(SAN_LIBAGENT) $(SAN_LIBSLUICE) $(wildcar
 	@[ "$(V)" = 1 ] || echo "  CC/SAN  $@"
 	$(Q)$(CC) $(CFLAGS) $(SAN_FLAGS) $< $(SAN_LIBAGENT) $(SAN_LIBSLUICE) $(LDLIBS) -lcmocka -o $@
 
+# BPF program tests (BPF_PROG_TEST_RUN on the real skeletons), built like the unit tests.
+$(BUILD)/tests/bpf/%: tests/bpf/%.c $(SKELS) $(wildcard include/sluice/*.h)
+	@mkdir -p $(@D)
+	@[ "$(V)" = 1 ] || echo "  CC/SAN  $@"
+	$(Q)$(CC) $(CFLAGS) $(SAN_FLAGS) $< $(LDLIBS) -lcmocka -o $@
+
 # libFuzzer on the registry parser (clang), with ASan and UBSan; seeds in tests/fuzz/corpus.
 FUZZ_BINS := $(BUILD)/fuzz/fuzz_registry
 $(BUILD)/fuzz/fuzz_registry: tests/fuzz/fuzz_registry.c userspace/lib/registry.c userspace/lib/addr.c \
@@ -128,10 +136,10 @@ $(BUILD)/fuzz/fuzz_registry: tests/fuzz/fuzz_registry.c userspace/lib/registry.c
 # demo, test and bench install what is missing first, then build in a fresh
 # make, so that pkg-config and clang are asked only once they are there.
 test: deps
-	$(Q)$(MAKE) --no-print-directory all $(UNIT_BINS) $(FUZZ_BINS)
+	$(Q)$(MAKE) --no-print-directory all $(UNIT_BINS) $(BPF_TEST_BINS) $(FUZZ_BINS)
 	$(Q)scripts/run-tests.sh $(BUILD)
 
-test-unit: all $(UNIT_BINS) $(FUZZ_BINS)
+test-unit: all $(UNIT_BINS) $(BPF_TEST_BINS) $(FUZZ_BINS)
 	$(Q)SL_ONLY=unit scripts/run-tests.sh $(BUILD)
 
 test-e2e: all

@@ -17,7 +17,7 @@ count() { # $1 = regex with one number group, from $log
 
 if [ "$only" != e2e ]; then
 	echo "== unit tests"
-	for t in "$build"/tests/unit/test_*; do
+	for t in "$build"/tests/unit/test_* "$build"/tests/bpf/test_*; do
 		[ -x "$t" ] || continue
 		: >"$log"
 		CMOCKA_MESSAGE_OUTPUT=stdout "$t" >"$log" 2>&1

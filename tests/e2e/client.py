@@ -11,6 +11,8 @@ Run it inside the sluice cgroup and a client network namespace with Debian's
                             [--sequence]
     client.py hold HOST PORT [--count N] [--pending] [--bind ADDR] [--timeout S]
     client.py loop HOST PORT [--interval S] [--timeout S]
+    client.py flood HOST PORT --duration S [--start-at T] [--interval S] [--udp]
+                              [--timeout S]
 
 tcp: N times: connect, send "GET / HTTP/1.0", read the reply to EOF, close.
 With --bind the socket is bound to ADDR (port 0 unless --bind-ports) first;
@@ -37,6 +39,18 @@ prints the JSON document, with "events": [[T, identity or "!ERRNO"], ...],
 T being time.monotonic() just before each connect() (CLOCK_MONOTONIC: the
 same clock as the test's), so a test can tell when a change became visible.
 
+flood: from CLOCK_MONOTONIC time T (--start-at; default now) for S seconds,
+one new socket after the other (sleeping --interval S between them, else
+flat out): TCP connect() and close at once (SO_LINGER 0: an RST, no
+TIME_WAIT; nothing is sent), or with --udp one sendto(HOST:PORT) of a new
+unconnected UDP socket, then close (no reply awaited). Counts admitted
+attempts (ok, with their start times in ok_t), ECONNREFUSED (refused, with
+the connect()/sendto() call's duration summarised in refused_call_s
+{n, median, p90, max}) and other errors; first/last are the start times of
+the first and last attempt (monotonic), gaps lists the [start, end] of
+every pause longer than 20 ms between two attempts (the process was not
+running), so a test can tell what the limiter was really offered.
+
 udp: N times: sendto(HOST:PORT) (or connect() once, then send, with
 --connected), then recvfrom; reports each reply's source address.
 
@@ -46,7 +60,8 @@ errors {errno name: n}, error_max_s (slowest failed attempt), elapsed_s,
 per_bind {"addr:port": {identity: n}} (with --bind-ports), sequence (with
 --sequence: one identity or "!ERRNO" per attempt), connect_s (with
 --connect-times: seconds each connect() call took, per attempt), pending (hold
---pending), events (loop).
+--pending), events (loop); flood: count (attempts made), refused, ok_t,
+refused_call_s, first, last, gaps (with --interval, every pause is listed).
 
 HOST containing ':' uses an AF_INET6 socket (also for ::ffff:a.b.c.d).
 """
@@ -242,6 +257,65 @@ def run_loop(a, out):
     out["count"] = len(events)
 
 
+def flood_once(a, addr, kind):
+    """One attempt of the flood: returns if admitted, raises OSError if not."""
+    s = socket.socket(family_of(a.host), kind)
+    try:
+        if kind == socket.SOCK_DGRAM:
+            s.sendto(b"flood\n", addr)
+        else:
+            s.settimeout(a.timeout)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            s.connect(addr)
+    finally:
+        s.close()
+
+
+def run_flood(a, out):
+    """New sockets one after the other for --duration seconds (see the docstring)."""
+    if a.duration is None:
+        sys.exit("client.py: flood needs --duration")
+    kind = socket.SOCK_DGRAM if a.udp else socket.SOCK_STREAM
+    addr = (a.host, a.port)
+    start = a.start_at if a.start_at is not None else time.monotonic()
+    while True:
+        left = start - time.monotonic()
+        if left <= 0:
+            break
+        time.sleep(min(left, 0.005))
+    ok_t, refused_s, gaps = [], [], []
+    attempts = 0
+    first = prev = time.monotonic()
+    end = first + a.duration
+    now = first
+    while now < end:
+        if now - prev > 0.02:
+            gaps.append([round(prev, 6), round(now, 6)])
+        prev = now
+        attempts += 1
+        c0 = time.perf_counter()
+        try:
+            flood_once(a, addr, kind)
+        except OSError as e:
+            if e.errno == errno.ECONNREFUSED:
+                refused_s.append(time.perf_counter() - c0)
+            else:
+                bump(out["errors"], err_name(e))
+        else:
+            ok_t.append(round(now, 6))
+        if a.interval:
+            time.sleep(a.interval)
+        now = time.monotonic()
+    refused_s.sort()
+    n = len(refused_s)
+    out.update(count=attempts, ok=len(ok_t), ok_t=ok_t, refused=n,
+               first=round(first, 6), last=round(prev, 6), gaps=gaps,
+               refused_call_s={"n": n,
+                               "median": round(refused_s[n // 2], 6) if n else None,
+                               "p90": round(refused_s[n * 9 // 10], 6) if n else None,
+                               "max": round(refused_s[-1], 6) if n else None})
+
+
 def run_udp(a, out):
     out["sources"] = {}
     s = socket.socket(family_of(a.host), socket.SOCK_DGRAM)
@@ -280,7 +354,7 @@ def run_udp(a, out):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("mode", choices=["tcp", "udp", "hold", "loop"])
+    ap.add_argument("mode", choices=["tcp", "udp", "hold", "loop", "flood"])
     ap.add_argument("host")
     ap.add_argument("port", type=int)
     ap.add_argument("--count", type=int, default=1)
@@ -293,6 +367,9 @@ def main():
     ap.add_argument("--user-timeout-ms", type=int)
     ap.add_argument("--connect-times", action="store_true")
     ap.add_argument("--pending", action="store_true")
+    ap.add_argument("--duration", type=float)
+    ap.add_argument("--start-at", type=float)
+    ap.add_argument("--udp", action="store_true")
     a = ap.parse_args()
 
     out = {"mode": a.mode, "target": fmt((a.host, a.port)), "count": a.count, "ok": 0,
@@ -303,11 +380,13 @@ def main():
         socks = run_hold(a, out)
     elif a.mode == "loop":
         run_loop(a, out)
+    elif a.mode == "flood":
+        run_flood(a, out)
     else:
         (run_tcp if a.mode == "tcp" else run_udp)(a, out)
     out["elapsed_s"] = round(time.monotonic() - t0, 4)
     out["error_max_s"] = round(out["error_max_s"], 4)
-    if a.mode == "loop" or (not a.sequence and a.mode != "hold"):
+    if a.mode in ("loop", "flood") or (not a.sequence and a.mode != "hold"):
         del out["sequence"]
     json.dump(out, sys.stdout, sort_keys=True)
     sys.stdout.write("\n")
