@@ -735,3 +735,58 @@ def test_help_and_bad_flags():
 def test_help_on_stdout():
     p = sluiced_cmd("--help")
     assert p.returncode == 0 and "--registry" in p.stdout, p
+
+
+# --- the interface watcher ----------------------------------------------------------------
+
+def xdp_links(run):
+    """{interface: link_id} of the XDP links pinned under the run's pin root, as status shows
+    them from the agent's namespace."""
+    out = subprocess.run(E.in_ns(run.topo.extra[-1].ns, E.SLUICECTL, "-j", "status",
+                                 "--pin-root", run.sluice.pin_root),
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    return {x["interface"]: x["link_id"] for x in json.loads(out.stdout)["xdp"]}
+
+
+def wait_links(run, want, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        got = set(xdp_links(run))
+        if got == want or time.monotonic() > deadline:
+            return got
+        time.sleep(0.05)
+
+
+def test_xdp_interface_watcher(run):
+    """--xdp-interfaces PATTERN: sl_xdp on the matching interfaces present at start and on
+    those that appear later; an interface that goes is noted and its pin removed."""
+    ns = run.topo.extra[-1].ns
+    tag = f"w{os.getpid() % 10000}"
+    names = [f"{tag}a", f"{tag}ap", f"{tag}b", f"{tag}bp"]
+
+    def ip(*args):
+        subprocess.run(E.in_ns(ns, "ip", *args), check=True, timeout=10)
+
+    def remove_veths():
+        for name in names[::2]:  # deleting one end removes its peer
+            subprocess.run(E.in_ns(ns, "ip", "link", "del", name), capture_output=True,
+                           timeout=10)
+
+    cleanup = E.JANITOR.add("watcher veths", remove_veths)
+    try:
+        ip("link", "add", names[0], "type", "veth", "peer", "name", names[1])
+        run.write(doc())
+        agent = run.agent("--xdp-interfaces", f"{tag}*")
+        assert wait_links(run, set(names[:2])) == set(names[:2]), agent.log()
+
+        ip("link", "add", names[2], "type", "veth", "peer", "name", names[3])
+        assert wait_links(run, set(names)) == set(names), agent.log()
+
+        ip("link", "del", names[0])  # takes its peer with it
+        assert wait_links(run, set(names[2:])) == set(names[2:]), agent.log()
+        log = agent.log()
+        assert f"interface {names[0]} went away" in log, log
+        assert f"attached to {names[2]}" in log, log
+    finally:
+        E.JANITOR.run(cleanup)

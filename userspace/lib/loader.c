@@ -859,3 +859,26 @@ int sl_xdp_detach(const char *pin_root, const char *ifname)
 	close(lock_fd);
 	return err;
 }
+
+int sl_xdp_attached(const char *pin_root, const char *ifname)
+{
+	struct bpf_link_info li;
+	__u32 len = sizeof(li);
+	char path[PATH_MAX];
+	int fd, removed = 0, live = 0;
+	unsigned int ifindex = if_nametoindex(ifname);
+
+	if (xdp_link_path(path, sizeof(path), pin_root, ifname) || access(path, F_OK))
+		return 0;
+	fd = bpf_obj_get(path);
+	if (fd >= 0) {
+		memset(&li, 0, sizeof(li));
+		live = !bpf_obj_get_info_by_fd(fd, &li, &len) && li.type == BPF_LINK_TYPE_XDP &&
+		       ifindex && li.xdp.ifindex == ifindex;
+		close(fd);
+	}
+	/* A pin whose interface went away (and maybe came back) holds a dead link. */
+	if (!live)
+		unpin_xdp_links(pin_root, ifname, &removed);
+	return live;
+}

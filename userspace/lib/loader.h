@@ -76,5 +76,7 @@ enum sl_xdp_mode { SL_XDP_AUTO, SL_XDP_NATIVE, SL_XDP_GENERIC };
 int sl_xdp_attach(const char *pin_root, const char *ifname, enum sl_xdp_mode mode,
 		  enum sl_xdp_mode *used);
 int sl_xdp_detach(const char *pin_root, const char *ifname);
+/* 1 when ifname (this network namespace) has a live sl_xdp link; a stale pin is removed. */
+int sl_xdp_attached(const char *pin_root, const char *ifname);
 
 #endif

@@ -5,6 +5,7 @@
 
 #include "config.h"
 #include "health.h"
+#include "ifwatch.h"
 #include "lib/maps.h"
 #include "lib/registry.h"
 #include "loop.h"
@@ -25,6 +26,7 @@ struct agent {
 	struct MHD_Daemon *http;
 	struct loop_watch http_watch;
 	struct loop_watch signal_watch;
+	struct ifwatch ifwatch;
 	__u64 generation; /* of the last apply this agent made or adopted */
 };
 

@@ -21,6 +21,7 @@ enum opt_id {
 	OPT_CLEANUP,
 	OPT_NO_CONN_TRACKING,
 	OPT_RL_CLIENTS,
+	OPT_XDP_INTERFACES,
 };
 
 /* One setting: its flag, environment variable, config-file key and storage. */
@@ -44,6 +45,8 @@ static const struct setting settings[] = {
 	STR_SETTING(OPT_LISTEN, "listen", "SLUICE_LISTEN", "listen", listen),
 	STR_SETTING(OPT_TOKEN_FILE, "api-token-file", "SLUICE_API_TOKEN_FILE", "api_token_file",
 		    api_token_file),
+	STR_SETTING(OPT_XDP_INTERFACES, "xdp-interfaces", "SLUICE_XDP_INTERFACES",
+		    "xdp_interfaces", xdp_interfaces),
 };
 
 void config_usage(FILE *out)
@@ -53,6 +56,7 @@ void config_usage(FILE *out)
 		"               [--listen ADDR:PORT] [--api-token-file F] [--config FILE]\n"
 		"               [--log-level error|warn|info|debug] [--log-format kv|json]\n"
 		"               [--cleanup-on-exit] [--no-conn-tracking] [--rl-clients N]\n"
+		"               [--xdp-interfaces PATTERN]\n"
 		"\n"
 		"  --registry SRC        where services come from: file:PATH, a JSON document or a\n"
 		"                        directory of them, watched with inotify (%s)\n"
@@ -63,15 +67,17 @@ void config_usage(FILE *out)
 		"  --api-token-file F    bearer token for mutating API calls (or SLUICE_API_TOKEN)\n"
 		"  --config FILE         JSON object with the same settings: registry, pin_root,\n"
 		"                        cgroup, listen, api_token_file, log_level, log_format,\n"
-		"                        cleanup_on_exit\n"
+		"                        cleanup_on_exit, xdp_interfaces\n"
 		"  --log-level LEVEL     (info)          --log-format kv|json (kv)\n"
 		"  --cleanup-on-exit     unload the datapath on SIGTERM (default: leave it running)\n"
 		"  --no-conn-tracking    when loading: no sockops, no breakers or live counts\n"
 		"  --rl-clients N        when loading: per-client rate-limit buckets (65536)\n"
+		"  --xdp-interfaces PAT  attach sl_xdp to interfaces whose names match PAT\n"
+		"                        (fnmatch, e.g. 'eth*'), now and as they appear\n"
 		"\n"
 		"Environment: SLUICE_REGISTRY, SLUICE_PIN_ROOT, SLUICE_CGROUP, SLUICE_LISTEN,\n"
 		"SLUICE_API_TOKEN_FILE, SLUICE_API_TOKEN, SLUICE_LOG_LEVEL, SLUICE_LOG_FORMAT,\n"
-		"SLUICE_RL_CLIENTS, SLUICE_CONFIG. Flags win over the environment, which wins over the config file.\n"
+		"SLUICE_RL_CLIENTS, SLUICE_XDP_INTERFACES, SLUICE_CONFIG. Flags win over the environment, which wins over the config file.\n"
 		"Signals: SIGTERM/SIGINT stop (datapath stays), SIGHUP re-reads config and registry.\n",
 		SLUICED_REGISTRY_DEFAULT, SL_PIN_ROOT_DEFAULT, SLUICED_LISTEN_DEFAULT);
 }
@@ -206,6 +212,7 @@ static int apply_flags(struct agent_config *cfg, int argc, char **argv, int only
 		{ "cleanup-on-exit", no_argument, NULL, OPT_CLEANUP },
 		{ "no-conn-tracking", no_argument, NULL, OPT_NO_CONN_TRACKING },
 		{ "rl-clients", required_argument, NULL, OPT_RL_CLIENTS },
+		{ "xdp-interfaces", required_argument, NULL, OPT_XDP_INTERFACES },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};

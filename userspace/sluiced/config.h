@@ -22,6 +22,7 @@ struct agent_config {
 	char api_token_file[PATH_MAX];
 	char api_token[512]; /* resolved: from the file, or SLUICE_API_TOKEN */
 	char config_file[PATH_MAX];
+	char xdp_interfaces[64]; /* fnmatch pattern; "" = no XDP */
 	enum sl_log_level log_level;
 	enum sl_log_style log_style;
 	int cleanup_on_exit;

@@ -178,6 +178,11 @@ int main(int argc, char **argv)
 	if (err)
 		goto out;
 	agent_apply_registry(&a); /* a bad document leaves what is pinned in force */
+	if (a.cfg.xdp_interfaces[0]) {
+		err = ifwatch_start(&a.ifwatch, &a.loop, a.cfg.xdp_interfaces, a.cfg.pin_root);
+		if (err)
+			goto out;
+	}
 	err = api_start(&a);
 	if (err)
 		goto out;
@@ -190,6 +195,7 @@ int main(int argc, char **argv)
 	}
 	err = 0;
 out:
+	ifwatch_stop(&a.ifwatch);
 	api_stop(&a);
 	health_free(a.health);
 	source_file_close(&a.source);
