@@ -41,6 +41,16 @@
 # and size, the agent's resident memory. Own cgroup, pin root (loaded by the agent)
 # and namespace, all removed on exit.
 #
+# The ratelimit part (issue 5): (1) ns per packet of sl_xdp's pass and drop paths
+# under BPF_PROG_TEST_RUN beside XDP_PASS, XDP_DROP and a parse-only program
+# (tests/bench/xdpbench.c, tests/bench/xdpref.bpf.c; own pin root); (2) ns per
+# connect() of sl_connect4 (kernel.bpf_stats_enabled) through a VIP without
+# rate_limit and one with a limit so high it never refuses, interleaved slices of
+# connbench over the nginx backends; (3) a bounded UDP flood (tests/bench/udpflood.c)
+# from a sender netns over a veth pair to a receiver netns, dropped by sl_xdp
+# (global.xdp per-source limit, attach-xdp on the receiver's veth) or by an nftables
+# `limit rate over` rule in the receiver, interleaved rounds.
+#
 # Usage: scripts/bench.sh [BUILD_DIR]
 # Environment (defaults):
 #   BENCH_ROUNDS=7 BENCH_SECONDS=2.5 BENCH_SLICE=0.5 BENCH_THREADS=1 BENCH_BACKENDS=3
@@ -49,8 +59,10 @@
 #   BENCH_MODES=direct,sluice,sluice-nct,iptables-10,iptables-5000 (sluice-nct:
 #               sluice loaded with --no-conn-tracking; iptables-N for any N services)
 #   BENCH_IPTABLES=nft|legacy (iptables-restore variant, default nft)
-#   BENCH_PARTS=table,breaker,agent (the conn/s table, the breaker measurement, the
-#               agent at 10,000 services)
+#   BENCH_PARTS=table,breaker,agent,ratelimit (the conn/s table, the breaker
+#               measurement, the agent at 10,000 services, the rate limiters)
+#   BENCH_RL_ROUNDS=5 BENCH_RL_SLICE=0.5 (connect() slices) BENCH_RL_PPS=20000 (the
+#   per-source limit of the flood) BENCH_RL_COUNT=3000000 BENCH_RL_FLOOD_SECS=1.5
 #   BENCH_BREAKER_RUNS=5 (per algorithm) BENCH_BREAKER_ALGS=round_robin,random
 #   BENCH_BREAKER_BEFORE=0.5 BENCH_BREAKER_AFTER=1
 #   BENCH_AGENT_SERVICES=10000 BENCH_AGENT_BACKENDS=10 BENCH_AGENT_ALG=random
@@ -68,7 +80,16 @@ SETTLE=${BENCH_SETTLE:-1}
 SLICE=${BENCH_SLICE:-0.5}
 SLICE_WARMUP=${BENCH_SLICE_WARMUP:-0.05}
 MODES=${BENCH_MODES:-direct,sluice,sluice-nct,iptables-10,iptables-5000}
-PARTS=${BENCH_PARTS:-table,breaker,agent}
+PARTS=${BENCH_PARTS:-table,breaker,agent,ratelimit}
+RL_ROUNDS=${BENCH_RL_ROUNDS:-5}
+RL_SLICE=${BENCH_RL_SLICE:-0.5}
+RL_PPS=${BENCH_RL_PPS:-20000}
+RL_COUNT=${BENCH_RL_COUNT:-3000000}
+RL_FLOOD_SECS=${BENCH_RL_FLOOD_SECS:-1.5}
+RL_VIP_OFF=10.96.0.40
+RL_VIP_ON=10.96.0.41
+RL_VIP_UDP=10.96.0.42
+RL_UDP_PORT=9
 BRK_RUNS=${BENCH_BREAKER_RUNS:-5}
 BRK_ALGS=${BENCH_BREAKER_ALGS:-round_robin,random}
 BRK_BEFORE=${BENCH_BREAKER_BEFORE:-0.5}
@@ -107,13 +128,15 @@ esac
 WANT_TABLE=0
 WANT_BREAKER=0
 WANT_AGENT=0
+WANT_RL=0
 IFS=, read -r -a PART_LIST <<<"$PARTS"
 for p in "${PART_LIST[@]}"; do
 	case $p in
 	table) WANT_TABLE=1 ;;
 	breaker) WANT_BREAKER=1 ;;
 	agent) WANT_AGENT=1 ;;
-	*) die "unknown part $p (table, breaker, agent)" ;;
+	ratelimit) WANT_RL=1 ;;
+	*) die "unknown part $p (table, breaker, agent, ratelimit)" ;;
 	esac
 done
 MODE_LIST=()
@@ -142,6 +165,13 @@ if [ $WANT_BREAKER = 1 ]; then
 	done
 fi
 WANT_SLUICE=$WANT_BREAKER
+if [ $WANT_RL = 1 ]; then
+	WANT_SLUICE=1
+	[[ $RL_ROUNDS =~ ^[1-9][0-9]?$ ]] || die "BENCH_RL_ROUNDS must be 1..99"
+	[[ $RL_PPS =~ ^[1-9][0-9]*$ ]] || die "BENCH_RL_PPS must be a positive integer"
+	[[ $RL_COUNT =~ ^[1-9][0-9]*$ ]] && [ "$RL_COUNT" -le 20000000 ] ||
+		die "BENCH_RL_COUNT must be 1..20000000"
+fi
 WANT_IPT=0
 for m in "${MODE_LIST[@]}"; do
 	case $m in
@@ -159,7 +189,7 @@ SLICE_SECS=$(awk -v t="$SECS" -v n="$SLICES" 'BEGIN { printf "%g", t / n }')
 
 # The table and the breaker part share the nginx backends and the bridge.
 WANT_TOPOLOGY=0
-if [ $WANT_TABLE = 1 ] || [ $WANT_BREAKER = 1 ]; then
+if [ $WANT_TABLE = 1 ] || [ $WANT_BREAKER = 1 ] || [ $WANT_RL = 1 ]; then
 	WANT_TOPOLOGY=1
 fi
 tools=(ip nsenter)
@@ -171,6 +201,9 @@ if [ $WANT_IPT = 1 ]; then
 fi
 if [ $WANT_SLUICE = 1 ]; then
 	tools+=(bpftool)
+fi
+if [ $WANT_RL = 1 ]; then
+	tools+=(nft clang pkg-config)
 fi
 for t in "${tools[@]}"; do
 	command -v "$t" >/dev/null || die "missing $t (run scripts/install-deps.sh)"
@@ -718,6 +751,211 @@ breaker_part() {
 	[ $brk_rc = 0 ] || FAILED=1
 }
 
+# --- the ratelimit part -------------------------------------------------------------------
+
+build_rl_tools() {
+	local arch sys_inc
+
+	arch=$(uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/')
+	[ -s "$BUILD/skel/xdp.skel.h" ] || die "missing $BUILD/skel/xdp.skel.h (run make)"
+	# As the Makefile builds bpf/*.bpf.c.
+	read -r -a sys_inc < <(clang -v -E - </dev/null 2>&1 |
+		sed -n '/<...> search starts here:/,/End of search list./{ s| \(/.*\)|-idirafter \1|p }' |
+		tr '\n' ' ') || true # no newline at the end: read returns 1
+	clang -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_"$arch" -Wall -Wextra -Werror \
+		-Wno-unused-parameter -I"$ROOT/include" -I"$ROOT/bpf" "${sys_inc[@]}" \
+		-c "$ROOT/tests/bench/xdpref.bpf.c" -o "$BUILD/bench/xdpref.bpf.o" ||
+		die "cannot build tests/bench/xdpref.bpf.c"
+	# shellcheck disable=SC2046 # pkg-config's flags are words
+	gcc -std=gnu11 -D_GNU_SOURCE -O2 -g -Wall -Wextra -Werror -I"$ROOT/include" \
+		-I"$BUILD/skel" $(pkg-config --cflags libbpf) -o "$BUILD/bench/xdpbench" \
+		"$ROOT/tests/bench/xdpbench.c" $(pkg-config --libs libbpf) -lelf -lz ||
+		die "cannot build tests/bench/xdpbench.c"
+	gcc -std=gnu11 -O2 -g -Wall -Wextra -Werror -o "$BUILD/bench/udpflood" \
+		"$ROOT/tests/bench/udpflood.c" || die "cannot build tests/bench/udpflood.c"
+}
+
+# The part's registry: two TCP services over the backends (RL_VIP_OFF without
+# rate_limit, RL_VIP_ON with limits it never reaches), a UDP service on the
+# receiver's VIP for the flood, and the per-source XDP limit.
+rl_registry() {
+	local i sep="" be
+
+	for i in "${BACKENDS[@]}"; do
+		be+="$sep{\"address\": \"$i\", \"port\": $BE_PORT}"
+		sep=", "
+	done
+	cat >"$1" <<-EOF
+		{"global": {"xdp": {"source_packets_per_second": $RL_PPS, "source_burst": $RL_PPS}},
+		 "services": [
+		  {"name": "rl-off", "vip": "$RL_VIP_OFF", "port": $VIP_PORT, "protocol": "tcp",
+		   "lb": {"algorithm": "random"}, "backends": [$be]},
+		  {"name": "rl-on", "vip": "$RL_VIP_ON", "port": $VIP_PORT, "protocol": "tcp",
+		   "lb": {"algorithm": "random"}, "backends": [$be],
+		   "rate_limit": {"connections_per_second": 10000000, "burst": 10000000,
+		                  "per_client_connections_per_second": 10000000,
+		                  "per_client_burst": 10000000}},
+		  {"name": "rl-udp", "vip": "$RL_VIP_UDP", "port": $RL_UDP_PORT, "protocol": "udp",
+		   "lb": {"algorithm": "random"}, "backends": [{"address": "10.203.0.2", "port": $RL_UDP_PORT}]}
+		 ]}
+	EOF
+}
+
+# One connbench slice of VIP from namespace NS in the ratelimit cgroup, with
+# bpf_stats on; appends {"part": "conn", "mode", "round", connbench's fields, "bpf"}.
+rl_conn_slice() {
+	local mode=$1 vip=$2 ns=$3 round=$4 json rc=0 bpf
+
+	bpf_snap ratelimit "$TMP/rl-bpf0.json"
+	json=$(in_cgroup "${SL_CG[ratelimit]}" timeout 30 nsenter --net="/var/run/netns/$ns" \
+		"$CB" -d "$RL_SLICE" -w 0.05 -T 1 -L /dev/null "$vip" "$VIP_PORT") || rc=$?
+	bpf_snap ratelimit "$TMP/rl-bpf1.json"
+	if [ $rc -ne 0 ] || [[ $json != \{* ]]; then
+		log "ratelimit round $round $mode: connbench failed (exit $rc)"
+		FAILED=1
+		return 0
+	fi
+	bpf=$("$PYTHON" "$ROOT/scripts/bench-bpfstats.py" delta "$TMP/rl-bpf0.json" \
+		"$TMP/rl-bpf1.json" || echo '{}')
+	echo "{\"part\": \"conn\", \"mode\": \"$mode\", \"round\": $round, \"bpf\": $bpf, ${json#\{}" \
+		>>"$RL_RESULTS"
+}
+
+# UDP datagrams that reached the receiver's UDP layer (delivered, no port, errors).
+rl_udp_rx() {
+	in_ns "$P-rr" cat /proc/net/snmp | awk '$1 == "Udp:" && $2 ~ /^[0-9]+$/ { print $2 + $3 + $4; exit }'
+}
+
+rl_sluice_drops() {
+	"$CTL" --pin-root "${SL_PR[ratelimit]}" -j stats rl-udp 2>/dev/null | "$PYTHON" -c '
+import json, sys
+d = json.load(sys.stdin)
+d = d[0] if isinstance(d, list) else d
+print(d["xdp"]["dropped"]["source_rate"])' || echo -1
+}
+
+rl_nft_drops() {
+	in_ns "$P-rr" nft -j list table inet benchrl 2>/dev/null | "$PYTHON" -c '
+import json, sys
+for o in json.load(sys.stdin)["nftables"]:
+    for e in (o.get("rule") or {}).get("expr", []):
+        if "counter" in e:
+            print(e["counter"]["packets"]); sys.exit()
+print(-1)' || echo -1
+}
+
+# One flood of MODE (sluice-xdp or nft-limit) in round R.
+rl_flood() {
+	local mode=$1 r=$2 rx0 rx1 d0=0 d1 json rc=0
+
+	if [ "$mode" = sluice-xdp ]; then
+		in_ns "$P-rr" "$CTL" --pin-root "${SL_PR[ratelimit]}" attach-xdp eth0 \
+			>"$TMP/sluicectl.log" 2>&1 ||
+			die "sluicectl attach-xdp failed: $(cat "$TMP/sluicectl.log")"
+		[ "$r" != 1 ] || log "ratelimit: attach-xdp: $(tr '\n' ' ' <"$TMP/sluicectl.log")"
+		d0=$(rl_sluice_drops)
+	else
+		in_ns "$P-rr" nft -f - <<-EOF || die "nft -f failed"
+			table inet benchrl {
+				chain pre {
+					type filter hook prerouting priority raw; policy accept;
+					ip saddr 10.203.0.1 limit rate over $RL_PPS/second burst $RL_PPS packets counter drop
+				}
+			}
+		EOF
+	fi
+	sleep 0.2
+	rx0=$(rl_udp_rx)
+	json=$(timeout 20 nsenter --net="/var/run/netns/$P-rs" "$BUILD/bench/udpflood" \
+		"$RL_VIP_UDP" "$RL_UDP_PORT" "$RL_COUNT" "$RL_FLOOD_SECS") || rc=$?
+	sleep 0.2
+	rx1=$(rl_udp_rx)
+	if [ "$mode" = sluice-xdp ]; then
+		d1=$(rl_sluice_drops)
+		in_ns "$P-rr" "$CTL" --pin-root "${SL_PR[ratelimit]}" detach-xdp eth0 \
+			>"$TMP/sluicectl.log" 2>&1 ||
+			die "sluicectl detach-xdp failed: $(cat "$TMP/sluicectl.log")"
+	else
+		d1=$(rl_nft_drops)
+		in_ns "$P-rr" nft delete table inet benchrl || die "nft delete table failed"
+	fi
+	if [ $rc -ne 0 ] || [[ $json != \{* ]]; then
+		log "ratelimit round $r $mode: udpflood failed (exit $rc)"
+		FAILED=1
+		return 0
+	fi
+	echo "{\"part\": \"flood\", \"mode\": \"$mode\", \"round\": $r, \"received\": $((rx1 - rx0)), \"dropped\": $((d1 - d0)), ${json#\{}" \
+		>>"$RL_RESULTS"
+	# Both limiters' buckets refill before the next flood.
+	sleep 1
+}
+
+ratelimit_part() {
+	local r k m ns modes=(rl-off rl-on) floods=(sluice-xdp nft-limit) stats_was xdprc=0
+
+	RL_RESULTS=$TMP/ratelimit.jsonl
+	: >"$RL_RESULTS"
+	build_rl_tools
+	echo
+	echo "ratelimit: $(nproc) CPUs, kernel $(uname -r), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+	echo
+	echo "(1) ns per packet, BPF_PROG_TEST_RUN (tests/bench/xdpbench): one Ethernet+IPv4+UDP frame"
+	echo "    (74 bytes) to a VIP, $RL_ROUNDS rounds, programs interleaved, medians;" \
+		"repeat = 10^6 runs per call, per call = repeat 1, 20,000 calls."
+	echo "    sl_xdp leaves the frame unchanged (checked), so repeat mode is valid for it" \
+		"(shared/BENCHMARKING.md);"
+	echo "    'per call' is the kernel's duration at repeat 1 (includes ~50-65 ns of timer overhead)," \
+		"'syscall' the wall clock per bpf() call."
+	timeout 120 "$BUILD/bench/xdpbench" -r "$RL_ROUNDS" -n 1000000 -c 20000 \
+		"$BUILD/bench/xdpref.bpf.o" || xdprc=$?
+	[ $xdprc = 0 ] || { log "xdpbench failed (exit $xdprc)"; FAILED=1; }
+
+	rl_registry "$TMP/ratelimit.json"
+	setup_sluice ratelimit "$TMP/ratelimit.json"
+
+	# (2) ns per connect().
+	stats_was=$(sysctl -n kernel.bpf_stats_enabled)
+	sysctl -qw kernel.bpf_stats_enabled=1
+	for ((r = 1; r <= RL_ROUNDS; r++)); do
+		for ((k = 0; k < 2; k++)); do
+			m=${modes[$(((r + k) % 2))]}
+			mode_client "$m"
+			ns=$CLIENT_NS
+			if [ "$m" = rl-off ]; then
+				rl_conn_slice "$m" "$RL_VIP_OFF" "$ns" "$r"
+			else
+				rl_conn_slice "$m" "$RL_VIP_ON" "$ns" "$r"
+			fi
+			ip netns del "$ns"
+		done
+	done
+	sysctl -qw kernel.bpf_stats_enabled="$stats_was"
+
+	# (3) the flood: sender netns -> veth -> receiver netns.
+	ns_base "$P-rs"
+	ns_base "$P-rr"
+	ip link add eth0 netns "$P-rs" type veth peer name eth0 netns "$P-rr"
+	ip -n "$P-rs" addr add 10.203.0.1/24 dev eth0
+	ip -n "$P-rr" addr add 10.203.0.2/24 dev eth0
+	ip -n "$P-rr" addr add "$RL_VIP_UDP/32" dev lo
+	ip -n "$P-rs" link set eth0 up
+	ip -n "$P-rr" link set eth0 up
+	ip -n "$P-rs" route add "$RL_VIP_UDP/32" via 10.203.0.2
+	# Fill the neighbour entry before the first flood.
+	in_ns "$P-rs" ping -c 1 -W 1 10.203.0.2 >/dev/null 2>&1 || true
+	for ((r = 1; r <= RL_ROUNDS; r++)); do
+		for ((k = 0; k < 2; k++)); do
+			rl_flood "${floods[$(((r + k) % 2))]}" "$r"
+		done
+	done
+
+	echo
+	"$PYTHON" "$ROOT/scripts/bench-ratelimit.py" --pps "$RL_PPS" --count "$RL_COUNT" \
+		--secs "$RL_FLOOD_SECS" --slice "$RL_SLICE" "$RL_RESULTS" || FAILED=1
+	cp "$RL_RESULTS" "$BUILD/bench/ratelimit.jsonl"
+	log "ratelimit raw results: $BUILD/bench/ratelimit.jsonl"
+}
+
 mkdir -p "$BUILD/bench"
 if [ $WANT_TOPOLOGY = 1 ]; then
 	build_clients
@@ -788,6 +1026,9 @@ if [ $WANT_TABLE = 1 ]; then
 fi
 if [ $WANT_BREAKER = 1 ]; then
 	breaker_part
+fi
+if [ $WANT_RL = 1 ]; then
+	ratelimit_part
 fi
 if [ $WANT_AGENT = 1 ]; then
 	# Its own cgroup, pin root, namespace and files, removed by itself on exit.
