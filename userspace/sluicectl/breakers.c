@@ -33,13 +33,12 @@ static void show_breaker(const struct ctl *c, json_t *arr, const struct sl_maps 
 static int breakers_show(struct ctl *c, struct sl_maps *m, const struct sl_state *st)
 {
 	const char *only = c->argc ? c->argv[0] : NULL;
-	json_t *arr = c->json ? json_array() : NULL;
+	int err = ctl_check_service(c, st, only);
+	json_t *arr;
 
-	if (only && !sl_state_find(st, only)) {
-		json_decref(arr);
-		log_err("no service named \"%s\" in %s/sl_services", only, c->pin_root);
-		return -ENOENT;
-	}
+	if (err)
+		return err;
+	arr = c->json ? json_array() : NULL;
 	if (!c->json)
 		printf("%-24s %-46s %-10s %-13s %-14s %-13s %s\n", "SERVICE", "BACKEND", "STATE",
 		       "CONSEC_FAILS", "TIMES_EJECTED", "OPEN_LEFT_MS", "LIVE_CONNS");

@@ -45,6 +45,8 @@ void ctl_print_json(const struct ctl *c, json_t *doc);
 /* Opens the pinned maps and reads services and backends; logs why not. */
 int ctl_read_state(const struct ctl *c, struct sl_maps *m, struct sl_state *st);
 void ctl_release_state(struct sl_maps *m, struct sl_state *st);
+/* 0 when name is NULL (every service) or a service in st; else logs it and -ENOENT. */
+int ctl_check_service(const struct ctl *c, const struct sl_state *st, const char *name);
 /* Consumes an optional show/list verb; returns -1 for "help". */
 int ctl_take_show_verb(struct ctl *c);
 void usage(void);

@@ -35,11 +35,9 @@ int do_stats(struct ctl *c)
 	err = ctl_read_state(c, &m, &st);
 	if (err)
 		return err;
-	if (only && !sl_state_find(&st, only)) {
-		log_err("no service named \"%s\" in %s/sl_services", only, c->pin_root);
-		err = -ENOENT;
+	err = ctl_check_service(c, &st, only);
+	if (err)
 		goto out;
-	}
 	if (c->json)
 		arr = json_array();
 	else

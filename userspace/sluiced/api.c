@@ -143,16 +143,23 @@ static json_t *service_with_backends(struct agent *a, const struct sl_state_serv
 	return o;
 }
 
+/* Reads what the maps hold; on failure answers 500 and returns non-zero. */
+static int read_state(struct agent *a, struct sl_state *st, struct reply *r)
+{
+	int err = sl_state_read(&a->maps, st);
+
+	if (err)
+		reply_error(r, 500, "cannot read the maps: %s", strerror(-err));
+	return err;
+}
+
 static void get_services(struct agent *a, const char *name, struct reply *r)
 {
 	struct sl_state st;
 	json_t *arr;
-	int err = sl_state_read(&a->maps, &st);
 
-	if (err) {
-		reply_error(r, 500, "cannot read the maps: %s", strerror(-err));
+	if (read_state(a, &st, r))
 		return;
-	}
 	if (name) {
 		const struct sl_state_service *s = sl_state_find(&st, name);
 
@@ -173,12 +180,9 @@ static void get_breakers(struct agent *a, struct reply *r)
 {
 	struct sl_state st;
 	json_t *arr;
-	int err = sl_state_read(&a->maps, &st);
 
-	if (err) {
-		reply_error(r, 500, "cannot read the maps: %s", strerror(-err));
+	if (read_state(a, &st, r))
 		return;
-	}
 	arr = json_array();
 	for (size_t i = 0; i < st.count; i++)
 		for (size_t k = 0; k < st.services[i].backend_count; k++)
@@ -195,12 +199,10 @@ static void post_breaker_reset(struct agent *a, const char *service, const char 
 	const struct sl_state_backend *b;
 	__u32 prev = 0;
 	struct sl_state st;
-	int err = sl_state_read(&a->maps, &st);
+	int err;
 
-	if (err) {
-		reply_error(r, 500, "cannot read the maps: %s", strerror(-err));
+	if (read_state(a, &st, r))
 		return;
-	}
 	s = sl_state_find(&st, service);
 	b = s ? sl_state_find_backend(s, backend) : NULL;
 	if (!s)
