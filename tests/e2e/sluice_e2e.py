@@ -266,6 +266,16 @@ class Servers:
 
 # --- nftables in a namespace --------------------------------------------------
 
+def wait_until(get, ok, timeout, step=0.01):
+    """Polls get() until ok(value) or timeout (bounded); returns the last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = get()
+        if ok(v) or time.monotonic() > deadline:
+            return v
+        time.sleep(step)
+
+
 @contextlib.contextmanager
 def servers_running(topo, workdir, what, **kwargs):
     """Servers(topo, workdir, **kwargs) started for the with-block and stopped after it,

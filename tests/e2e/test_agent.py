@@ -142,16 +142,6 @@ def write_file(path, document, how="rename"):
     return t
 
 
-def wait_until(get, ok, timeout, step=0.01):
-    """Polls get() until ok(value) or timeout (bounded); returns the last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = get()
-        if ok(v) or time.monotonic() > deadline:
-            return v
-        time.sleep(step)
-
-
 def service(topo, hosts=None, weights=None, name="web", vip=VIP, algorithm="round_robin",
             **extra):
     hosts = topo.backends if hosts is None else hosts
@@ -280,7 +270,7 @@ def test_registry_edits_visible_within_100ms(run, topo, how):
 def assert_degraded(agent, before_errors, *needles):
     """The agent counted one more error, says degraded on /readyz and in /metrics, and
     logged an error naming every needle (file, service, field)."""
-    n = wait_until(lambda: errors_total(agent), lambda v: v >= before_errors + 1, 2.0)
+    n = E.wait_until(lambda: errors_total(agent), lambda v: v >= before_errors + 1, 2.0)
     assert n == before_errors + 1, f"sluice_registry_errors_total {n}, was {before_errors}"
     r = agent.request("GET", "/readyz")
     ready = r.json()
@@ -330,7 +320,7 @@ def test_bad_documents_keep_last_good_state(run, topo):
         time.sleep(0.1)
         assert errors_total(agent) == errors, "a file still being written was read"
         f.write(full[len(full) // 2:])
-    r = wait_until(lambda: agent.request("GET", "/readyz"), lambda r: r.status == 200, 2.0)
+    r = E.wait_until(lambda: agent.request("GET", "/readyz"), lambda r: r.status == 200, 2.0)
     assert r.status == 200 and r.json()["ready"] is True and r.json()["registry"] == "ok", r
     assert r.json()["last_error"] == "", r
     assert errors_total(agent) == errors
@@ -352,9 +342,9 @@ def test_kill9_and_restart_under_load(run, topo, backends):
                           circuit_breaker={"consecutive_failures": 100}),
                   service(topo, topo.backends[:2], name="api", vip=VIP2, algorithm="maglev")))
     agent = run.agent()
-    health = wait_until(lambda: {i: b["health"] for i, b in by_identity(run, "web").items()},
-                        lambda h: h == {"be1": "up", "be2": "up", "be3": "up", "be4": "down"},
-                        3.0)
+    health = E.wait_until(lambda: {i: b["health"] for i, b in by_identity(run, "web").items()},
+                          lambda h: h == {"be1": "up", "be2": "up", "be3": "up", "be4": "down"},
+                          3.0)
     assert health == {"be1": "up", "be2": "up", "be3": "up", "be4": "down"}, health
     held = run.sluice.hold(topo.client.ns, VIP, PORT, "--count", 6)
     assert held.out["ok"] == 6, held.out
@@ -407,7 +397,7 @@ def test_health_check_marks_down_and_up(run, topo, backends, kind):
     def health():
         return {i: b["health"] for i, b in by_identity(run, "web").items()}
 
-    h = wait_until(health, lambda h: set(h.values()) == {"up"}, 3.0)
+    h = E.wait_until(health, lambda h: set(h.values()) == {"up"}, 3.0)
     assert set(h.values()) == {"up"}, h
 
     t0 = time.monotonic()
@@ -415,7 +405,7 @@ def test_health_check_marks_down_and_up(run, topo, backends, kind):
         backends.set_status("be2", 500)
     else:
         backends.stop_one("be2")
-    h = wait_until(health, lambda h: h["be2"] == "down", 3.0)
+    h = E.wait_until(health, lambda h: h["be2"] == "down", 3.0)
     took_down = time.monotonic() - t0
     assert h == {"be1": "up", "be2": "down", "be3": "up", "be4": "up"}, h
     assert took_down >= (down_n - 1) * interval - 0.03, \
@@ -442,7 +432,7 @@ def test_health_check_marks_down_and_up(run, topo, backends, kind):
         backends.set_status("be2", 200)
     else:
         backends.start_one("be2")
-    h = wait_until(health, lambda h: h["be2"] == "up", 3.0)
+    h = E.wait_until(health, lambda h: h["be2"] == "up", 3.0)
     took_up = time.monotonic() - t0
     assert set(h.values()) == {"up"}, h
     assert took_up >= (up_n - 1) * interval - 0.03, \
@@ -481,7 +471,7 @@ def test_metrics_promtool_and_counts(run, topo, backends):
 
     want = {"be1": (10, 10, 0, 10, 0), "be2": (10, 10, 0, 10, 0), "be3": (10, 10, 0, 10, 0),
             "be4": (10, 0, 10, 0, 0)}
-    m, got = wait_until(counts, lambda v: v[1] == want, 2.0)
+    m, got = E.wait_until(counts, lambda v: v[1] == want, 2.0)
     assert got == want, f"(selected, established, failed, closed, live) per backend: {got}"
     assert E.metric(m, "sluice_service_connections_selected_total", service="web") == 40
     assert E.metric(m, "sluice_service_connections_selected_total", service="idle") == 0
@@ -535,8 +525,8 @@ def test_api(run, topo, backends):
     r = agent.request("GET", "/v1/services/nope")
     assert r.status == 404 and set(r.json()) == {"error"}, r
 
-    targets = wait_until(lambda: agent.get_json("/v1/health/status"),
-                         lambda t: len(t) == 2 and all(x["state"] == "up" for x in t), 2.0)
+    targets = E.wait_until(lambda: agent.get_json("/v1/health/status"),
+                           lambda t: len(t) == 2 and all(x["state"] == "up" for x in t), 2.0)
     assert sorted(t["backend"] for t in targets) == \
         sorted(f"{b.v4}:{BE_PORT}" for b in topo.backends[:2]), targets
     assert all(set(t) == HEALTH_KEYS and t["service"] == "api" and t["type"] == "tcp"
@@ -653,7 +643,7 @@ def test_sigterm_leaves_datapath_cleanup_on_exit_removes_it(run, topo):
     # SIGHUP re-reads configuration and registry, and the agent keeps running.
     applied = agent.log().count("registry applied")
     agent.signal(signal.SIGHUP)
-    n = wait_until(lambda: agent.log().count("registry applied"), lambda n: n > applied, 2.0)
+    n = E.wait_until(lambda: agent.log().count("registry applied"), lambda n: n > applied, 2.0)
     assert n == applied + 1 and agent.running() and "SIGHUP" in agent.log(), agent.log()
     agent.signal(signal.SIGTERM)
     assert agent.wait(10) == 0, agent.log()
@@ -699,13 +689,13 @@ def test_directory_source_merges_files(run, topo):
     assert_degraded(agent, errors, d)
     assert sorted(s["name"] for s in run.sluice.services()) == ["one", "two"]
     os.unlink(os.path.join(d, "c.json"))
-    r = wait_until(lambda: agent.request("GET", "/readyz"), lambda r: r.status == 200, 2.0)
+    r = E.wait_until(lambda: agent.request("GET", "/readyz"), lambda r: r.status == 200, 2.0)
     assert r.status == 200, r
 
     # Deleting a file removes its services.
     os.unlink(os.path.join(d, "b.json"))
-    names = wait_until(lambda: sorted(s["name"] for s in run.sluice.services()),
-                       lambda n: n == ["one"], 2.0)
+    names = E.wait_until(lambda: sorted(s["name"] for s in run.sluice.services()),
+                         lambda n: n == ["one"], 2.0)
     assert names == ["one"]
     out = run.client(VIP2, 2)
     assert out["ok"] == 0, out
@@ -750,12 +740,7 @@ def xdp_links(run):
 
 
 def wait_links(run, want, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        got = set(xdp_links(run))
-        if got == want or time.monotonic() > deadline:
-            return got
-        time.sleep(0.05)
+    return E.wait_until(lambda: set(xdp_links(run)), lambda got: got == want, timeout, 0.05)
 
 
 def test_xdp_interface_watcher(run):

@@ -83,24 +83,14 @@ def holders(sluice, listeners):
     yield hold
     for h in made:
         E.JANITOR.run(h.token)
-    left = wait_until(lambda: [b for b in sluice.breakers() if b["live_connections"]],
-                      lambda left: not left, 3.0)
+    left = E.wait_until(lambda: [b for b in sluice.breakers() if b["live_connections"]],
+                        lambda left: not left, 3.0)
     assert not left, f"live connections left after the test: {left}"
     raw = {b["backend"]: sluice.live_raw(b["id"]) for b in sluice.breakers()}
     assert all(v == 0 for v in raw.values()), f"sl_live after the test: {raw}"
 
 
 # --- helpers ------------------------------------------------------------------------------
-
-def wait_until(get, ok, timeout, step=0.02):
-    """Polls get() until ok(value) or timeout (bounded); returns the last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = get()
-        if ok(v) or time.monotonic() > deadline:
-            return v
-        time.sleep(step)
-
 
 def cb_service(topo, hosts=None, algorithm="round_robin", name="cb", lb=None, family=4,
                **breaker):
@@ -166,8 +156,8 @@ def state_of(brk):
 
 def wait_ejection_over(sluice, topo, ident, timeout):
     """Waits (bounded) until ident's open breaker has no time left."""
-    b = wait_until(lambda: breakers(sluice, topo)[ident],
-                   lambda b: b["state"] == "open" and b["open_remaining_ms"] == 0, timeout)
+    b = E.wait_until(lambda: breakers(sluice, topo)[ident],
+                     lambda b: b["state"] == "open" and b["open_remaining_ms"] == 0, timeout)
     assert b["state"] == "open" and b["open_remaining_ms"] == 0, \
         f"{ident}'s ejection did not run out within {timeout} s: {b}"
 
@@ -309,9 +299,9 @@ def test_half_open_admits_half_open_max_probes(sluice, topo, listeners, nft, hol
     assert (brk["be1"]["live_connections"], brk["be2"]["live_connections"]) == (2, 4), brk
 
     h.kill()
-    brk = wait_until(lambda: breakers(sluice, topo),
-                     lambda b: b["be1"]["live_connections"] + b["be2"]["live_connections"] == 0,
-                     3.0)
+    brk = E.wait_until(lambda: breakers(sluice, topo),
+                       lambda b: b["be1"]["live_connections"] + b["be2"]["live_connections"] == 0,
+                       3.0)
     d = delta(stats(sluice, topo), before)
     assert (d["be1"]["connect_failed"], d["be1"]["established"]) == (2, 0), d["be1"]
     assert (brk["be1"]["state"], brk["be1"]["times_ejected"],
@@ -362,9 +352,9 @@ def test_max_connections(sluice, topo, listeners, holders):
 
     first.release()
     second.release()
-    live = wait_until(lambda: {i: b["live_connections"] for i, b in
-                               breakers(sluice, topo).items()},
-                      lambda v: not any(v.values()), 3.0)
+    live = E.wait_until(lambda: {i: b["live_connections"] for i, b in
+                                 breakers(sluice, topo).items()},
+                        lambda v: not any(v.values()), 3.0)
     assert live == {i: 0 for i in ids}, live
     out = tcp(sluice, topo, 8)
     assert out["backends"] == {i: 2 for i in ids}, "limits must free up with the connections"
@@ -531,9 +521,9 @@ def test_live_counts_after_sigkill_established(sluice, topo, listeners, holders)
     live = {i: b["live_connections"] for i, b in breakers(sluice, topo).items()}
     assert live == {i: 5 for i in ids}, live
     h.kill()
-    live = wait_until(lambda: {i: b["live_connections"] for i, b in
-                               breakers(sluice, topo).items()},
-                      lambda v: not any(v.values()), 3.0)
+    live = E.wait_until(lambda: {i: b["live_connections"] for i, b in
+                                 breakers(sluice, topo).items()},
+                        lambda v: not any(v.values()), 3.0)
     assert live == {i: 0 for i in ids}, f"live counts after SIGKILL: {live}"
     d = delta(stats(sluice, topo), before)
     assert {i: (d[i]["established"], d[i]["closed"], d[i]["connect_failed"]) for i in ids} == \
@@ -550,8 +540,8 @@ def test_live_counts_after_sigkill_mid_connect(sluice, topo, listeners, nft, hol
     b1 = breakers(sluice, topo)["be1"]
     assert (b1["live_connections"], b1["state"]) == (6, "closed"), b1
     h.kill()
-    b1 = wait_until(lambda: breakers(sluice, topo)["be1"],
-                    lambda b: b["live_connections"] == 0, 3.0)
+    b1 = E.wait_until(lambda: breakers(sluice, topo)["be1"],
+                      lambda b: b["live_connections"] == 0, 3.0)
     s1 = stats(sluice, topo)["be1"]
     assert b1["live_connections"] == 0, b1
     assert (s1["selected"], s1["connect_failed"], s1["established"]) == (6, 6, 0), s1
@@ -574,9 +564,9 @@ def test_breaker_and_live_counts_per_family(sluice, topo, listeners, holders, ta
     live = {i: b["live_connections"] for i, b in brk.items()}
     assert live == {**h.out["backends"], "be2": 0}, (live, h.out)
     h.kill()
-    live = wait_until(lambda: {i: b["live_connections"] for i, b in
-                               breakers(sluice, topo).items()},
-                      lambda v: not any(v.values()), 3.0)
+    live = E.wait_until(lambda: {i: b["live_connections"] for i, b in
+                                 breakers(sluice, topo).items()},
+                        lambda v: not any(v.values()), 3.0)
     assert not any(live.values()), f"live counts after SIGKILL: {live}"
 
 
@@ -594,8 +584,8 @@ def test_live_count_of_removed_backend_does_not_leak(sluice, topo, listeners, ho
     b4 = breakers(sluice, topo)["be4"]
     assert b4["live_connections"] == 0, b4
     h.release()
-    b4 = wait_until(lambda: breakers(sluice, topo)["be4"],
-                    lambda b: sluice.live_raw(b["id"]) != 0, 0.5)
+    b4 = E.wait_until(lambda: breakers(sluice, topo)["be4"],
+                      lambda b: sluice.live_raw(b["id"]) != 0, 0.5)
     raw, closed = sluice.live_raw(b4["id"]), stats(sluice, topo)["be4"]["closed"]
     assert (raw, closed) == (0, 0), \
         (f"the new be4 (id {b4['id']}; the removed one had id {old_id}) has sl_live {raw} "
