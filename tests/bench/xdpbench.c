@@ -49,6 +49,7 @@
 #include "sluice/ratelimit.h"
 #include "sluice/xdp.h"
 #include "xdp.skel.h"
+#include "../lib/pin_root.h"
 
 #define BPFFS "/sys/fs/bpf"
 #define NS_PER_SEC 1000000000ULL
@@ -64,38 +65,13 @@ static char pin_root[64];
 
 static void cleanup(void)
 {
-	struct bpf_map *map;
-	struct dirent *de;
-	char path[PATH_MAX];
-	DIR *d;
-
 	if (ref) {
 		bpf_object__close(ref);
 		ref = NULL;
 	}
-	if (skel) {
-		bpf_object__for_each_map(map, skel->obj)
-			if (bpf_map__is_pinned(map))
-				bpf_map__unpin(map, NULL);
-		xdp_bpf__destroy(skel);
-		skel = NULL;
-	}
-	if (!pin_root[0])
-		return;
-	d = opendir(pin_root);
-	if (d) {
-		while ((de = readdir(d))) {
-			if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-				continue;
-			snprintf(path, sizeof(path), "%s/%s", pin_root, de->d_name);
-			if (unlink(path))
-				fprintf(stderr, "xdpbench: cannot remove %s: %s\n", path, strerror(errno));
-		}
-		closedir(d);
-	}
-	if (rmdir(pin_root) && errno != ENOENT)
-		fprintf(stderr, "xdpbench: cannot remove %s: %s\n", pin_root, strerror(errno));
-	pin_root[0] = 0;
+	remove_pin_root(skel ? skel->obj : NULL, pin_root, "xdpbench");
+	xdp_bpf__destroy(skel);
+	skel = NULL;
 }
 
 static void on_signal(int sig)

@@ -48,6 +48,7 @@
 #include "sluice/ratelimit.h"
 #include "sluice/xdp.h"
 #include "xdp.skel.h"
+#include "../lib/pin_root.h"
 
 #define BPFFS "/sys/fs/bpf"
 #define NOT_COUNTED (-1)
@@ -816,35 +817,9 @@ static int ncpus;
 /* Unpins and removes everything under the pin root; safe to call more than once. */
 static void cleanup(void)
 {
-	struct bpf_map *map;
-	struct dirent *de;
-	char path[PATH_MAX];
-	DIR *d;
-
-	if (skel) {
-		bpf_object__for_each_map(map, skel->obj)
-			if (bpf_map__is_pinned(map))
-				bpf_map__unpin(map, NULL);
-		xdp_bpf__destroy(skel);
-		skel = NULL;
-	}
-	if (!pin_root[0])
-		return;
-	/* Whatever is left (a load that failed half way): unlink it all. */
-	d = opendir(pin_root);
-	if (d) {
-		while ((de = readdir(d))) {
-			if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-				continue;
-			snprintf(path, sizeof(path), "%s/%s", pin_root, de->d_name);
-			if (unlink(path))
-				fprintf(stderr, "test_xdp: cannot remove %s: %s\n", path, strerror(errno));
-		}
-		closedir(d);
-	}
-	if (rmdir(pin_root) && errno != ENOENT)
-		fprintf(stderr, "test_xdp: cannot remove %s: %s\n", pin_root, strerror(errno));
-	pin_root[0] = 0;
+	remove_pin_root(skel ? skel->obj : NULL, pin_root, "test_xdp");
+	xdp_bpf__destroy(skel);
+	skel = NULL;
 }
 
 /* With -fno-sanitize-recover a finding ends the process without atexit handlers. */
