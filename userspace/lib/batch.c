@@ -2,9 +2,11 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <bpf/bpf.h>
 
 #include "batch.h"
+#include "bigmem.h"
 
 /* Entries per syscall: bounded so the kernel's copy of keys and values stays small. */
 #define BATCH_CHUNK 8192
@@ -16,26 +18,51 @@ void sl_batch_init(struct sl_batch *b, size_t key_size, size_t value_size)
 	b->value_size = value_size;
 }
 
+void sl_batch_init_zeroes(struct sl_batch *b, size_t key_size, size_t value_size)
+{
+	sl_batch_init(b, key_size, value_size);
+	b->zeroes = 1;
+}
+
+static int stores_values(const struct sl_batch *b)
+{
+	return b->value_size && !b->zeroes;
+}
+
+/* Room for `more` entries past count; capacity doubles. */
+static int batch_reserve(struct sl_batch *b, size_t more)
+{
+	size_t cap = b->cap ? b->cap : 64;
+	char *keys, *values;
+
+	if (b->count + more <= b->cap)
+		return 0;
+	while (cap < b->count + more)
+		cap *= 2;
+	keys = sl_big_realloc(b->keys, b->keys_bytes, cap * b->key_size);
+	if (!keys)
+		return -ENOMEM;
+	b->keys = keys;
+	b->keys_bytes = cap * b->key_size;
+	if (stores_values(b)) {
+		values = sl_big_realloc(b->values, b->values_bytes, cap * b->value_size);
+		if (!values)
+			return -ENOMEM; /* cap stays: the keys array is merely larger than needed */
+		b->values = values;
+		b->values_bytes = cap * b->value_size;
+	}
+	b->cap = cap;
+	return 0;
+}
+
 int sl_batch_add(struct sl_batch *b, const void *key, const void *value)
 {
-	if (b->count == b->cap) {
-		size_t cap = b->cap ? b->cap * 2 : 64;
-		char *keys = realloc(b->keys, cap * b->key_size);
+	int err = batch_reserve(b, 1);
 
-		if (!keys)
-			return -ENOMEM;
-		b->keys = keys;
-		if (b->value_size) {
-			char *values = realloc(b->values, cap * b->value_size);
-
-			if (!values)
-				return -ENOMEM;
-			b->values = values;
-		}
-		b->cap = cap;
-	}
+	if (err)
+		return err;
 	memcpy(b->keys + b->count * b->key_size, key, b->key_size);
-	if (b->value_size) {
+	if (stores_values(b)) {
 		if (value)
 			memcpy(b->values + b->count * b->value_size, value, b->value_size);
 		else
@@ -45,16 +72,45 @@ int sl_batch_add(struct sl_batch *b, const void *key, const void *value)
 	return 0;
 }
 
+/*
+ * BATCH_CHUNK zero values of the largest size asked for so far, never written:
+ * its pages are all the kernel's shared zero page.
+ */
+static const void *zero_values(size_t value_size)
+{
+	static void *zeroes;
+	static size_t zeroes_size;
+	size_t want = BATCH_CHUNK * value_size;
+
+	if (want > zeroes_size) {
+		void *p = mmap(NULL, want, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+		if (p == MAP_FAILED)
+			return NULL;
+		if (zeroes)
+			munmap(zeroes, zeroes_size);
+		zeroes = p;
+		zeroes_size = want;
+	}
+	return zeroes;
+}
+
 int sl_batch_update(int fd, struct sl_batch *b, __u64 elem_flags)
 {
 	LIBBPF_OPTS(bpf_map_batch_opts, opts, .elem_flags = elem_flags);
+	const char *zeroes = NULL;
 	int err = 0;
 
+	if (b->zeroes && b->count) {
+		zeroes = zero_values(b->value_size);
+		if (!zeroes)
+			return -ENOMEM;
+	}
 	for (size_t done = 0; done < b->count && !err;) {
 		__u32 n = b->count - done > BATCH_CHUNK ? BATCH_CHUNK : b->count - done;
+		const void *values = zeroes ? zeroes : b->values + done * b->value_size;
 
-		if (bpf_map_update_batch(fd, b->keys + done * b->key_size,
-					 b->values + done * b->value_size, &n, &opts))
+		if (bpf_map_update_batch(fd, b->keys + done * b->key_size, values, &n, &opts))
 			err = -errno;
 		done += n;
 	}
@@ -77,27 +133,6 @@ int sl_batch_delete(int fd, struct sl_batch *b)
 		done += n;
 	}
 	return err;
-}
-
-static int batch_reserve(struct sl_batch *b, size_t more)
-{
-	size_t cap = b->cap ? b->cap : 64;
-	char *keys, *values;
-
-	if (b->count + more <= b->cap)
-		return 0;
-	while (cap < b->count + more)
-		cap *= 2;
-	keys = realloc(b->keys, cap * b->key_size);
-	if (!keys)
-		return -ENOMEM;
-	b->keys = keys;
-	values = realloc(b->values, cap * b->value_size);
-	if (!values)
-		return -ENOMEM;
-	b->values = values;
-	b->cap = cap;
-	return 0;
 }
 
 int sl_batch_dump(int fd, struct sl_batch *b)
@@ -125,7 +160,7 @@ int sl_batch_dump(int fd, struct sl_batch *b)
 
 void sl_batch_free(struct sl_batch *b)
 {
-	free(b->keys);
-	free(b->values);
+	sl_big_free(b->keys, b->keys_bytes);
+	sl_big_free(b->values, b->values_bytes);
 	memset(b, 0, sizeof(*b));
 }

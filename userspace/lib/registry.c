@@ -18,6 +18,7 @@
 #include <openssl/evp.h>
 
 #include "addr.h"
+#include "bigmem.h"
 #include "registry.h"
 
 #define U32_MAX 4294967295LL
@@ -838,7 +839,7 @@ static void *arena_malloc(size_t n)
 	if (!c || c->size - c->used < n) {
 		size_t size = n > arena_chunk_size ? n : arena_chunk_size;
 
-		c = malloc(sizeof(*c) + size);
+		c = sl_big_realloc(NULL, 0, sizeof(*c) + size);
 		if (!c)
 			return NULL;
 		c->next = arena_head;
@@ -860,7 +861,7 @@ static void arena_release(void)
 	while (arena_head) {
 		struct arena_chunk *next = arena_head->next;
 
-		free(arena_head);
+		sl_big_free(arena_head, sizeof(*arena_head) + arena_head->size);
 		arena_head = next;
 	}
 }
@@ -928,7 +929,8 @@ int sl_registry_parse(const char *text, size_t len, struct sl_registry *out, cha
 }
 
 /* Reads the whole file, which need not be regular (a pipe, /dev/stdin). */
-static int read_file(const char *path, char **bufp, size_t *lenp)
+/* *capp: the buffer's size, for sl_big_free. */
+static int read_file(const char *path, char **bufp, size_t *lenp, size_t *capp)
 {
 	size_t cap = 0, len = 0;
 	char *buf = NULL, *nbuf;
@@ -944,13 +946,15 @@ static int read_file(const char *path, char **bufp, size_t *lenp)
 				err = -EFBIG;
 				goto out;
 			}
-			cap = cap ? cap * 2 : 65536;
-			nbuf = realloc(buf, cap);
+			size_t ncap = cap ? cap * 2 : 65536;
+
+			nbuf = sl_big_realloc(buf, cap, ncap);
 			if (!nbuf) {
 				err = -ENOMEM;
 				goto out;
 			}
 			buf = nbuf;
+			cap = ncap;
 		}
 		n = read(fd, buf + len, cap - len);
 		if (n < 0 && errno == EINTR)
@@ -965,9 +969,10 @@ static int read_file(const char *path, char **bufp, size_t *lenp)
 	}
 	*bufp = buf;
 	*lenp = len;
+	*capp = cap;
 	buf = NULL;
 out:
-	free(buf);
+	sl_big_free(buf, cap);
 	close(fd);
 	return err;
 }
@@ -975,12 +980,12 @@ out:
 int sl_registry_load_file(const char *path, struct sl_registry *out, char *err, size_t errlen)
 {
 	char msg[SL_ERR_MAX];
+	size_t len = 0, cap = 0;
 	char *buf = NULL;
-	size_t len = 0;
 	int ret;
 
 	memset(out, 0, sizeof(*out));
-	ret = read_file(path, &buf, &len);
+	ret = read_file(path, &buf, &len, &cap);
 	if (ret) {
 		set_err(err, errlen, "cannot read %s: %s", path, strerror(-ret));
 		return ret;
@@ -988,7 +993,7 @@ int sl_registry_load_file(const char *path, struct sl_registry *out, char *err, 
 	ret = sl_registry_parse(buf, len, out, msg, sizeof(msg));
 	if (ret)
 		set_err(err, errlen, "%s: %s", path, msg);
-	free(buf);
+	sl_big_free(buf, cap);
 	return ret;
 }
 

@@ -13,7 +13,7 @@
 #include "lib/log.h"
 #include "source_file.h"
 
-#define DEBOUNCE_MS 10
+#define DEBOUNCE_MS 2
 #define SOURCE_EVENTS (IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_DELETE_SELF | \
 		       IN_MOVE_SELF)
 
