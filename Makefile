@@ -17,7 +17,7 @@ else
 Q := @
 endif
 
-PKGS := libbpf jansson libmnl libcrypto libmicrohttpd
+PKGS := libbpf jansson libmnl libcrypto libmicrohttpd hiredis
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
@@ -54,7 +54,7 @@ BPF_TEST_BINS := $(patsubst tests/bpf/%.c,$(BUILD)/tests/bpf/%,$(BPF_TEST_SRCS))
 
 BINS := $(BUILD)/sluicectl $(BUILD)/sluiced
 
-.PHONY: all clean deps test test-unit test-e2e demo bench
+.PHONY: all clean deps test test-unit test-e2e demo bench install
 all: $(BPF_OBJS) $(SKELS) $(BINS)
 
 deps:
@@ -126,6 +126,7 @@ $(BUILD)/tests/bpf/%: tests/bpf/%.c $(SKELS) $(wildcard include/sluice/*.h)
 # libFuzzer on the registry parser (clang), with ASan and UBSan; seeds in tests/fuzz/corpus.
 FUZZ_BINS := $(BUILD)/fuzz/fuzz_registry
 $(BUILD)/fuzz/fuzz_registry: tests/fuzz/fuzz_registry.c userspace/lib/registry.c userspace/lib/addr.c \
+		userspace/lib/bigmem.c \
 		$(wildcard userspace/lib/*.h)
 	@mkdir -p $(@D)
 	@[ "$(V)" = 1 ] || echo "  FUZZ    $@"
@@ -152,6 +153,28 @@ demo: deps
 bench: deps
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)scripts/bench.sh $(BUILD)
+
+# For packagers: `make install DESTDIR=/tmp/pkg PREFIX=/usr`. The binaries go to sbin (root
+# only); the unit's paths are rewritten for PREFIX and SYSCONFDIR. Configuration lives in
+# SYSCONFDIR (/etc, not under PREFIX: the unit names /etc/default/sluiced), and an existing
+# environment file is kept.
+PREFIX     ?= /usr/local
+SBINDIR    ?= $(PREFIX)/sbin
+UNITDIR    ?= $(PREFIX)/lib/systemd/system
+DATADIR    ?= $(PREFIX)/share/sluice
+SYSCONFDIR ?= /etc
+
+install: $(BINS)
+	$(Q)install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(DATADIR)/grafana \
+		$(DESTDIR)$(DATADIR)/prometheus $(DESTDIR)$(SYSCONFDIR)/default $(DESTDIR)$(SYSCONFDIR)/sluice
+	$(Q)install -m 0755 $(BINS) $(DESTDIR)$(SBINDIR)/
+	$(Q)sed -e 's|/usr/local/sbin/|$(SBINDIR)/|g' -e 's|/etc/default/|$(SYSCONFDIR)/default/|g' \
+		deploy/systemd/sluiced.service >$(DESTDIR)$(UNITDIR)/sluiced.service
+	$(Q)chmod 0644 $(DESTDIR)$(UNITDIR)/sluiced.service
+	$(Q)[ -e $(DESTDIR)$(SYSCONFDIR)/default/sluiced ] || \
+		install -m 0644 deploy/systemd/sluiced.env $(DESTDIR)$(SYSCONFDIR)/default/sluiced
+	$(Q)install -m 0644 deploy/grafana/sluice.json $(DESTDIR)$(DATADIR)/grafana/
+	$(Q)install -m 0644 deploy/prometheus/sluice-rules.yml $(DESTDIR)$(DATADIR)/prometheus/
 
 clean:
 	$(Q)rm -rf $(BUILD)

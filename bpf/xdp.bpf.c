@@ -2,9 +2,15 @@
 /*
  * XDP at the node's edge (sluicectl attach-xdp): packets per second per
  * source address and TCP SYNs per second per VIP, dropped before the stack
- * allocates anything, and packets/bytes counted per VIP. Everything else
- * (ARP, other ethertypes, frames cut short, other protocols, fragments) is
- * passed untouched.
+ * allocates anything; packets to a VIP:port balanced over the service's
+ * backends by direct server return (lib/forward.h), each flow kept on its
+ * backend by an LRU flow table; packets and bytes counted per VIP and per
+ * backend. Everything else (ARP, other ethertypes, frames cut short, other
+ * protocols, fragments, non-VIP traffic) is passed untouched.
+ *
+ * Two entry points share the code: sl_xdp forwards, sl_xdp_edge (attach-xdp
+ * --no-forward) only limits and counts, for a node that serves its VIPs
+ * itself.
  */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
@@ -12,6 +18,8 @@
 #include "lib/maps.h"
 #include "lib/parse.h"
 #include "lib/bucket.h"
+#include "lib/flow.h"
+#include "lib/forward.h"
 
 /* One bucket per source; a new source starts full less the packet it sends now. */
 static __always_inline int source_take(const struct packet *p, const struct sl_xdp_cfg *cfg,
@@ -40,8 +48,102 @@ static __always_inline int syn_take(const struct sl_service *svc, __u64 now)
 	return !b || bucket_take(&b->tat_ns, svc->syn_per_second, svc->syn_burst, now);
 }
 
-SEC("xdp")
-int sl_xdp(struct xdp_md *ctx)
+/* The backend of a known flow to svc, or 0. */
+static __always_inline __u32 flow_lookup(const struct sl_flow_key *key, const struct sl_service *svc)
+{
+	struct sl_flow *f = bpf_map_lookup_elem(&sl_xdp_flows, key);
+
+	return f && f->svc_id == svc->id ? f->backend_id : 0;
+}
+
+/* A backend for a new flow, remembered; 0 when none is usable. */
+static __always_inline __u32 flow_new(const struct sl_flow_key *key, const struct packet *p,
+				      const struct sl_service *svc, struct sl_xdp_stats *st)
+{
+	struct sl_flow fresh = { .svc_id = svc->id };
+	struct sl_xdp_be_stats *bs;
+
+	fresh.backend_id = xdp_pick_backend(svc, flow_hash(p));
+	if (!fresh.backend_id)
+		return 0;
+	bpf_map_update_elem(&sl_xdp_flows, key, &fresh, BPF_ANY);
+	st->new_flows++;
+	bs = bpf_map_lookup_elem(&sl_xdp_be_stats, &fresh.backend_id);
+	if (bs)
+		bs->new_flows++;
+	return fresh.backend_id;
+}
+
+/*
+ * A flow keeps the backend the flow table gives it while that backend still
+ * serves svc; otherwise (and always for a TCP SYN, which starts a new
+ * connection on a possibly reused 4-tuple) it gets a new one. A valid cached
+ * route stands for "still serves": the reconciler empties it when it removes
+ * the backend, and a refill reads sl_backends.
+ */
+static __always_inline int balance(struct xdp_md *ctx, const struct packet *p,
+				   const struct sl_service *svc, int syn, struct sl_xdp_stats *st)
+{
+	struct sl_flow_key key = {
+		.src = p->src, .dst = p->dst, .sport = p->sport, .dport = p->dport,
+		.proto = p->proto, .family = p->family,
+	};
+	struct sl_xdp_nexthop *nh = NULL;
+	struct sl_xdp_be_stats *bs;
+	__u32 id = 0, why = 0;
+	int action;
+
+	/* Checked before a flow is chosen, so that nothing is remembered for these. */
+	if (p->l3_off + p->ip_len > p->len) {
+		st->dropped[SL_XDP_DROP_MALFORMED]++;
+		return XDP_DROP;
+	}
+	if (p->l3_off != sizeof(struct ethhdr)) {
+		st->passed[SL_XDP_PASS_VLAN]++;
+		return XDP_PASS;
+	}
+	if (!syn) {
+		id = flow_lookup(&key, svc);
+		if (id) {
+			nh = nexthop_get(ctx, p, svc->id, id, &why);
+			if (!nh && why == NEXTHOP_GONE)
+				id = 0;
+		}
+		if (id)
+			st->flow_hits++;
+		else
+			st->flow_misses++;
+	}
+	if (!id) {
+		id = flow_new(&key, p, svc, st);
+		if (!id) {
+			st->dropped[SL_XDP_DROP_NO_BACKEND]++;
+			return XDP_DROP;
+		}
+		nh = nexthop_get(ctx, p, svc->id, id, &why);
+	}
+	if (!nh) {
+		/* GONE here: removed between the choice and now; the stack drops it. */
+		st->passed[why < SL_XDP_PASS_COUNT ? why : SL_XDP_PASS_NO_ROUTE]++;
+		return XDP_PASS;
+	}
+	action = dsr_forward(ctx, p, nh, &why);
+	if (action == XDP_PASS) {
+		if (why < SL_XDP_PASS_COUNT)
+			st->passed[why]++;
+		return XDP_PASS;
+	}
+	st->forwarded++;
+	st->forwarded_bytes += p->len;
+	bs = bpf_map_lookup_elem(&sl_xdp_be_stats, &id);
+	if (bs) {
+		bs->packets++;
+		bs->bytes += p->len;
+	}
+	return action;
+}
+
+static __always_inline int edge(struct xdp_md *ctx, const int forward)
 {
 	struct sl_service *svc = NULL;
 	struct sl_xdp_stats *st;
@@ -49,6 +151,7 @@ int sl_xdp(struct xdp_md *ctx)
 	struct packet p = {};
 	__u32 svc_id = 0, zero = 0;
 	__u64 now = 0;
+	int syn;
 
 	if (parse_packet(ctx, &p))
 		return XDP_PASS;
@@ -76,8 +179,10 @@ int sl_xdp(struct xdp_md *ctx)
 			return XDP_DROP;
 		}
 	}
-	if (svc && p.proto == IPPROTO_TCP &&
-	    (p.tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN) {
+	if (!svc)
+		return XDP_PASS;
+	syn = p.proto == IPPROTO_TCP && (p.tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN;
+	if (syn) {
 		st->syns++;
 		if (svc->syn_per_second) {
 			if (!now)
@@ -88,7 +193,23 @@ int sl_xdp(struct xdp_md *ctx)
 			}
 		}
 	}
-	return XDP_PASS;
+	if (!forward) {
+		st->passed[SL_XDP_PASS_NOT_FORWARDING]++;
+		return XDP_PASS;
+	}
+	return balance(ctx, &p, svc, syn, st);
+}
+
+SEC("xdp")
+int sl_xdp(struct xdp_md *ctx)
+{
+	return edge(ctx, 1);
+}
+
+SEC("xdp")
+int sl_xdp_edge(struct xdp_md *ctx)
+{
+	return edge(ctx, 0);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -41,8 +41,16 @@
 # and size, the agent's resident memory. Own cgroup, pin root (loaded by the agent)
 # and namespace, all removed on exit.
 #
-# The ratelimit part (issue 5): (1) ns per packet of sl_xdp's pass and drop paths
-# under BPF_PROG_TEST_RUN beside XDP_PASS, XDP_DROP and a parse-only program
+# The redis part (scripts/bench-redis.py, issue 7): one sluiced following one
+# redis-server started here: registration to effect (1,000 registrations and
+# deregistrations one at a time, to the agent's log line; 50 to a real connection),
+# and the sustained rate of instance changes it follows (10,000/s pipelined to Redis
+# for 5 s: the lag of its applies and how long after the last write its maps are
+# complete). Own namespace, cgroup, pin root and Redis, all removed on exit.
+#
+# The ratelimit part (issue 5): (1) ns per packet of the XDP limiters' pass and drop
+# paths (sl_xdp_edge, the limits-only entry point, which never rewrites) under
+# BPF_PROG_TEST_RUN beside XDP_PASS, XDP_DROP and a parse-only program
 # (tests/bench/xdpbench.c, tests/bench/xdpref.bpf.c; own pin root); (2) ns per
 # connect() of sl_connect4 (kernel.bpf_stats_enabled) through a VIP without
 # rate_limit and one with a limit so high it never refuses, interleaved slices of
@@ -50,6 +58,13 @@
 # from a sender netns over a veth pair to a receiver netns, dropped by sl_xdp
 # (global.xdp per-source limit, attach-xdp on the receiver's veth) or by an nftables
 # `limit rate over` rule in the receiver, interleaved rounds.
+#
+# The xdplb part (tests/bench/xdplbbench.c, no nginx or bridge): ns per packet of
+# sl_xdp's load balancing under BPF_PROG_TEST_RUN, one packet per call (it rewrites
+# the frame, so never `repeat`), beside XDP_PASS, XDP_DROP and parse-only: a
+# flow-table hit (TCP ACK), a new flow (TCP SYN: Maglev slot + flow insert), a
+# non-VIP packet; per call and net of XDP_PASS, against the issue's targets. Own
+# network namespace (veths, routes, permanent neighbours) and pin root, removed on exit.
 #
 # Usage: scripts/bench.sh [BUILD_DIR]
 # Environment (defaults):
@@ -59,14 +74,18 @@
 #   BENCH_MODES=direct,sluice,sluice-nct,iptables-10,iptables-5000 (sluice-nct:
 #               sluice loaded with --no-conn-tracking; iptables-N for any N services)
 #   BENCH_IPTABLES=nft|legacy (iptables-restore variant, default nft)
-#   BENCH_PARTS=table,breaker,agent,ratelimit (the conn/s table, the breaker
-#               measurement, the agent at 10,000 services, the rate limiters)
+#   BENCH_PARTS=table,breaker,agent,ratelimit,redis,xdplb (the conn/s table, the breaker
+#               measurement, the agent at 10,000 services, the rate limiters, the
+#               Redis registry, the XDP load balancer)
 #   BENCH_RL_ROUNDS=5 BENCH_RL_SLICE=0.5 (connect() slices) BENCH_RL_PPS=20000 (the
 #   per-source limit of the flood) BENCH_RL_COUNT=3000000 BENCH_RL_FLOOD_SECS=1.5
 #   BENCH_BREAKER_RUNS=5 (per algorithm) BENCH_BREAKER_ALGS=round_robin,random
 #   BENCH_BREAKER_BEFORE=0.5 BENCH_BREAKER_AFTER=1
 #   BENCH_AGENT_SERVICES=10000 BENCH_AGENT_BACKENDS=10 BENCH_AGENT_ALG=random
 #   BENCH_AGENT_ROUNDS=5 BENCH_AGENT_EDITS=7 BENCH_AGENT_PROBE_MS=1 (bench-agent.py)
+#   BENCH_REDIS_REGS=1000 BENCH_REDIS_CONN=50 BENCH_REDIS_RATE=10000
+#   BENCH_REDIS_SECONDS=5 BENCH_REDIS_SERVICES=100 BENCH_REDIS_POOL=100 (bench-redis.py)
+#   BENCH_XDPLB_ROUNDS=7 BENCH_XDPLB_CALLS=20000 (calls per program and round)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -80,7 +99,9 @@ SETTLE=${BENCH_SETTLE:-1}
 SLICE=${BENCH_SLICE:-0.5}
 SLICE_WARMUP=${BENCH_SLICE_WARMUP:-0.05}
 MODES=${BENCH_MODES:-direct,sluice,sluice-nct,iptables-10,iptables-5000}
-PARTS=${BENCH_PARTS:-table,breaker,agent,ratelimit}
+PARTS=${BENCH_PARTS:-table,breaker,agent,ratelimit,redis,xdplb}
+XDPLB_ROUNDS=${BENCH_XDPLB_ROUNDS:-7}
+XDPLB_CALLS=${BENCH_XDPLB_CALLS:-20000}
 RL_ROUNDS=${BENCH_RL_ROUNDS:-5}
 RL_SLICE=${BENCH_RL_SLICE:-0.5}
 RL_PPS=${BENCH_RL_PPS:-20000}
@@ -129,6 +150,8 @@ WANT_TABLE=0
 WANT_BREAKER=0
 WANT_AGENT=0
 WANT_RL=0
+WANT_REDIS=0
+WANT_XDPLB=0
 IFS=, read -r -a PART_LIST <<<"$PARTS"
 for p in "${PART_LIST[@]}"; do
 	case $p in
@@ -136,7 +159,9 @@ for p in "${PART_LIST[@]}"; do
 	breaker) WANT_BREAKER=1 ;;
 	agent) WANT_AGENT=1 ;;
 	ratelimit) WANT_RL=1 ;;
-	*) die "unknown part $p (table, breaker, agent, ratelimit)" ;;
+	redis) WANT_REDIS=1 ;;
+	xdplb) WANT_XDPLB=1 ;;
+	*) die "unknown part $p (table, breaker, agent, ratelimit, redis, xdplb)" ;;
 	esac
 done
 MODE_LIST=()
@@ -205,6 +230,12 @@ fi
 if [ $WANT_RL = 1 ]; then
 	tools+=(nft clang pkg-config)
 fi
+if [ $WANT_XDPLB = 1 ]; then
+	[[ $XDPLB_ROUNDS =~ ^[1-9][0-9]?$ ]] || die "BENCH_XDPLB_ROUNDS must be 1..99"
+	[[ $XDPLB_CALLS =~ ^[1-9][0-9]*$ ]] && [ "$XDPLB_CALLS" -le 200000 ] ||
+		die "BENCH_XDPLB_CALLS must be 1..200000"
+	tools+=(gcc clang pkg-config timeout)
+fi
 for t in "${tools[@]}"; do
 	command -v "$t" >/dev/null || die "missing $t (run scripts/install-deps.sh)"
 done
@@ -213,6 +244,11 @@ if { [ $WANT_SLUICE = 1 ] || [ $WANT_AGENT = 1 ]; } && [ ! -x "$CTL" ]; then
 fi
 if [ $WANT_AGENT = 1 ] && [ ! -x "$BUILD/sluiced" ]; then
 	die "missing $BUILD/sluiced (run make, or BENCH_PARTS without agent)"
+fi
+if [ $WANT_REDIS = 1 ]; then
+	command -v redis-server >/dev/null || die "missing redis-server (run scripts/install-deps.sh)"
+	[ -x "$BUILD/sluiced" ] && [ -x "$CTL" ] ||
+		die "missing $BUILD/sluiced or $CTL (run make, or BENCH_PARTS without redis)"
 fi
 
 # A connection holds one descriptor per thread; nginx wants its worker_connections.
@@ -753,7 +789,8 @@ breaker_part() {
 
 # --- the ratelimit part -------------------------------------------------------------------
 
-build_rl_tools() {
+# The reference XDP programs of the ratelimit and xdplb parts.
+build_xdpref() {
 	local arch sys_inc
 
 	arch=$(uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/')
@@ -766,6 +803,10 @@ build_rl_tools() {
 		-Wno-unused-parameter -I"$ROOT/include" -I"$ROOT/bpf" "${sys_inc[@]}" \
 		-c "$ROOT/tests/bench/xdpref.bpf.c" -o "$BUILD/bench/xdpref.bpf.o" ||
 		die "cannot build tests/bench/xdpref.bpf.c"
+}
+
+build_rl_tools() {
+	build_xdpref
 	# shellcheck disable=SC2046 # pkg-config's flags are words
 	gcc -std=gnu11 -D_GNU_SOURCE -O2 -g -Wall -Wextra -Werror -I"$ROOT/include" \
 		-I"$BUILD/skel" $(pkg-config --cflags libbpf) -o "$BUILD/bench/xdpbench" \
@@ -902,8 +943,9 @@ ratelimit_part() {
 	echo "(1) ns per packet, BPF_PROG_TEST_RUN (tests/bench/xdpbench): one Ethernet+IPv4+UDP frame"
 	echo "    (74 bytes) to a VIP, $RL_ROUNDS rounds, programs interleaved, medians;" \
 		"repeat = 10^6 runs per call, per call = repeat 1, 20,000 calls."
-	echo "    sl_xdp leaves the frame unchanged (checked), so repeat mode is valid for it" \
-		"(shared/BENCHMARKING.md);"
+	echo "    sl_xdp_edge (the limits-only entry point: sl_xdp's limiters, no forwarding) leaves" \
+		"the frame unchanged (checked),"
+	echo "    so repeat mode is valid for it (shared/BENCHMARKING.md);"
 	echo "    'per call' is the kernel's duration at repeat 1 (includes ~50-65 ns of timer overhead)," \
 		"'syscall' the wall clock per bpf() call."
 	timeout 120 "$BUILD/bench/xdpbench" -r "$RL_ROUNDS" -n 1000000 -c 20000 \
@@ -954,6 +996,34 @@ ratelimit_part() {
 		--secs "$RL_FLOOD_SECS" --slice "$RL_SLICE" "$RL_RESULTS" || FAILED=1
 	cp "$RL_RESULTS" "$BUILD/bench/ratelimit.jsonl"
 	log "ratelimit raw results: $BUILD/bench/ratelimit.jsonl"
+}
+
+# --- the xdplb part ----------------------------------------------------------------------
+
+xdplb_part() {
+	local rc=0
+
+	build_xdpref
+	# shellcheck disable=SC2046 # pkg-config's flags are words
+	gcc -std=gnu11 -D_GNU_SOURCE -O2 -g -Wall -Wextra -Werror -I"$ROOT/include" \
+		-I"$BUILD/skel" $(pkg-config --cflags libbpf) -o "$BUILD/bench/xdplbbench" \
+		"$ROOT/tests/bench/xdplbbench.c" $(pkg-config --libs libbpf) -lelf -lz ||
+		die "cannot build tests/bench/xdplbbench.c"
+	echo
+	echo "xdplb: $(nproc) CPUs, kernel $(uname -r), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+	echo "  ns per packet of sl_xdp's load balancing, BPF_PROG_TEST_RUN (tests/bench/xdplbbench):"
+	echo "  Ethernet+IPv4+TCP frames (54 bytes), $XDPLB_ROUNDS rounds, programs interleaved," \
+		"medians; ONE packet per call"
+	echo "  (repeat = 1, $XDPLB_CALLS calls per program and round, the pristine frame each call):" \
+		"sl_xdp rewrites what it forwards,"
+	echo "  so repeat mode would rerun it on its own output (shared/BENCHMARKING.md)." \
+		"'per call' = the kernel's duration"
+	echo "  at repeat 1 (includes ~50-65 ns of timer overhead), 'syscall' = wall clock per bpf()" \
+		"call; targets judged on per call"
+	echo "  net of XDP_PASS. 'repeat' (10^6 runs) only for programs that leave the frame unchanged."
+	timeout 60 "$BUILD/bench/xdplbbench" -r "$XDPLB_ROUNDS" -c "$XDPLB_CALLS" -n 1000000 \
+		"$BUILD/bench/xdpref.bpf.o" || rc=$?
+	[ $rc = 0 ] || { log "xdplbbench failed (exit $rc)"; FAILED=1; }
 }
 
 mkdir -p "$BUILD/bench"
@@ -1030,11 +1100,20 @@ fi
 if [ $WANT_RL = 1 ]; then
 	ratelimit_part
 fi
+if [ $WANT_XDPLB = 1 ]; then
+	xdplb_part
+fi
 if [ $WANT_AGENT = 1 ]; then
 	# Its own cgroup, pin root, namespace and files, removed by itself on exit.
 	"$PYTHON" "$ROOT/scripts/bench-agent.py" --build "$BUILD" --out "$BUILD/bench/agent.json" ||
 		FAILED=1
 	log "agent raw results: $BUILD/bench/agent.json"
+fi
+if [ $WANT_REDIS = 1 ]; then
+	# Its own namespace, cgroup, pin root, Redis and files, removed by itself on exit.
+	"$PYTHON" "$ROOT/scripts/bench-redis.py" --build "$BUILD" --out "$BUILD/bench/redis.json" ||
+		FAILED=1
+	log "redis raw results: $BUILD/bench/redis.json"
 fi
 echo "  load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 log "took $(($(date +%s) - T0)) s"

@@ -7,11 +7,12 @@ set -euo pipefail
 packages=(
 	# build
 	make gcc clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev pkg-config
-	libjansson-dev libmnl-dev libssl-dev libmicrohttpd-dev linux-libc-dev
+	libjansson-dev libmnl-dev libssl-dev libmicrohttpd-dev linux-libc-dev libhiredis-dev
 	# tests
 	libcmocka-dev libfuzzer-14-dev libclang-rt-14-dev prometheus python3-pytest iproute2
 	nginx-light curl wrk iptables
-	nftables netcat-openbsd procps util-linux python3
+	nftables ethtool iputils-ping netcat-openbsd procps util-linux python3 python3-yaml systemd
+	redis-server
 )
 
 missing=()
@@ -32,6 +33,12 @@ if [ ${#missing[@]} -gt 0 ]; then
 	# nginx-light's package enables a default site on port 80; we never want it running.
 	if command -v systemctl >/dev/null && systemctl is-active -q nginx 2>/dev/null; then
 		systemctl stop nginx || true
+	fi
+	# redis-server's package starts and enables a system Redis on 6379. The tests and the
+	# bench start their own on free ports; one we just installed is stopped and disabled.
+	if [[ " ${missing[*]} " == *" redis-server "* ]] && command -v systemctl >/dev/null &&
+	   systemctl is-enabled -q redis-server 2>/dev/null; then
+		systemctl disable --now redis-server >/dev/null 2>&1 || true
 	fi
 fi
 

@@ -58,7 +58,7 @@ if [ "$only" != unit ]; then
 	echo "== end-to-end tests"
 	: >"$log"
 	SLUICE_BUILD=$(realpath "$build") /usr/bin/python3 -m pytest -q -p no:cacheprovider \
-		-o console_output_style=classic tests/e2e 2>&1 | tee "$log"
+		-o console_output_style=classic tests/e2e tests/deploy 2>&1 | tee "$log"
 	summary=$(grep -E '^(=+ )?[0-9]+ (passed|failed|skipped|error)' "$log" | tail -n 1)
 	p=$(echo "$summary" | grep -oE '[0-9]+ passed' | grep -oE '[0-9]+' || echo 0)
 	f=$(echo "$summary" | grep -oE '[0-9]+ (failed|errors?)' | grep -oE '[0-9]+' |

@@ -28,6 +28,7 @@
 #include "sluice/breaker.h"
 #include "sluice/ratelimit.h"
 #include "sluice/xdp.h"
+#include "sluice/flow.h"
 
 /* VIP:port/proto -> service settings; written by the reconciler. */
 struct {
@@ -204,6 +205,38 @@ struct {
 	__type(value, struct sl_xdp_stats);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } sl_xdp_stats SEC(".maps");
+
+/* backend id -> per-CPU packets, bytes and new flows XDP sent it; zeroed by the reconciler for a new id. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, SL_MAX_BACKENDS);
+	__type(key, __u32);
+	__type(value, struct sl_xdp_be_stats);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sl_xdp_be_stats SEC(".maps");
+
+/* backend id -> per-CPU cached FIB answer (egress, MACs, MTU); written by sl_xdp, emptied for a new id. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, SL_MAX_BACKENDS);
+	__type(key, __u32);
+	__type(value, struct sl_xdp_nexthop);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sl_xdp_nexthop SEC(".maps");
+
+/*
+ * 5-tuple -> backend of every flow sl_xdp forwards. One LRU shared by all CPUs
+ * (a veth or a NIC without RSS may run one flow's packets on any CPU); sized
+ * at load (sluicectl load --xdp-flows). A per-CPU LRU list
+ * (BPF_F_NO_COMMON_LRU) measured no faster here.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, SL_XDP_FLOWS_DEFAULT);
+	__type(key, struct sl_flow_key);
+	__type(value, struct sl_flow);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sl_xdp_flows SEC(".maps");
 
 /* Which registry document is live; one entry written by the reconciler after each apply. */
 struct {

@@ -33,7 +33,10 @@ struct packet {
 	struct sl_addr src;
 	struct sl_addr dst;
 	__u32 len;	   /* the whole frame */
-	__be16 dport;	   /* valid when l4 is set */
+	__u16 l3_off;	   /* where the IP header starts in the frame */
+	__u32 ip_len;	   /* the IP packet's length by its header (IPv6: 40 + payload length) */
+	__be16 sport;	   /* valid when l4 is set */
+	__be16 dport;
 	__u8 family;	   /* SL_FAMILY_IPV4 or SL_FAMILY_IPV6 */
 	__u8 proto;	   /* IPPROTO_*, the IPv6 next header when there is no L4 */
 	__u8 fragment;	   /* part of a fragmented datagram: no ports to trust */
@@ -71,6 +74,7 @@ static __always_inline int parse_packet(struct xdp_md *ctx, struct packet *p)
 		data = vh + 1;
 	}
 
+	p->l3_off = data - (void *)(long)ctx->data;
 	if (proto == bpf_htons(ETH_P_IP)) {
 		struct iphdr *iph = data;
 
@@ -80,6 +84,7 @@ static __always_inline int parse_packet(struct xdp_md *ctx, struct packet *p)
 		p->src.words[0] = iph->saddr;
 		p->dst.words[0] = iph->daddr;
 		p->proto = iph->protocol;
+		p->ip_len = bpf_ntohs(iph->tot_len);
 		p->fragment = (iph->frag_off & bpf_htons(IPV4_FRAG_MASK)) != 0;
 		l4 = (void *)iph + iph->ihl * 4;
 	} else if (proto == bpf_htons(ETH_P_IPV6)) {
@@ -91,6 +96,7 @@ static __always_inline int parse_packet(struct xdp_md *ctx, struct packet *p)
 		__builtin_memcpy(&p->src, &ip6h->saddr, sizeof(p->src));
 		__builtin_memcpy(&p->dst, &ip6h->daddr, sizeof(p->dst));
 		p->proto = ip6h->nexthdr;
+		p->ip_len = sizeof(*ip6h) + bpf_ntohs(ip6h->payload_len);
 		/* Extension headers are not walked: only TCP or UDP right after the header has ports. */
 		p->fragment = ip6h->nexthdr == IPV6_NEXTHDR_FRAGMENT;
 		l4 = ip6h + 1;
@@ -105,6 +111,7 @@ static __always_inline int parse_packet(struct xdp_md *ctx, struct packet *p)
 
 		if ((void *)(th + 1) > data_end)
 			return 0;
+		p->sport = th->source;
 		p->dport = th->dest;
 		p->tcp_flags = ((__u8 *)th)[13];
 		p->l4 = 1;
@@ -113,6 +120,7 @@ static __always_inline int parse_packet(struct xdp_md *ctx, struct packet *p)
 
 		if ((void *)(uh + 1) > data_end)
 			return 0;
+		p->sport = uh->source;
 		p->dport = uh->dest;
 		p->l4 = 1;
 	}

@@ -1,5 +1,9 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
-/* XDP at the node's edge: per-source packet limits, per-VIP SYN limits, per-VIP counters. */
+/*
+ * XDP at the node's edge: per-source packet limits, per-VIP SYN limits,
+ * load balancing of VIP traffic by direct server return, and counters per
+ * VIP and per backend.
+ */
 #ifndef SLUICE_XDP_H
 #define SLUICE_XDP_H
 
@@ -26,19 +30,68 @@ _Static_assert(sizeof(struct sl_xdp_src_key) == 20, "ABI: sl_xdp_src_key");
 enum sl_xdp_drop {
 	SL_XDP_DROP_SOURCE_RATE = 0, /* its source sent over source_packets_per_second */
 	SL_XDP_DROP_SYN_RATE = 1,    /* a SYN over its VIP's syn_per_second */
+	SL_XDP_DROP_NO_BACKEND = 2,  /* a new flow to a VIP with no usable backend */
+	SL_XDP_DROP_MALFORMED = 3,   /* to a VIP, but shorter than its IP header says */
 	SL_XDP_DROP_COUNT = 4,
 };
 
 /*
+ * Why a packet to a VIP was handed to the kernel's stack instead of being
+ * forwarded; named by sl_xdp_pass_name(). The stack then does what it would
+ * have done without sluice (send ICMP, resolve, route or drop).
+ */
+enum sl_xdp_pass {
+	SL_XDP_PASS_TTL = 0,		/* TTL / hop limit would expire: the stack answers ICMP */
+	SL_XDP_PASS_NO_ROUTE = 1,	/* no route from this node to the backend */
+	SL_XDP_PASS_NO_NEIGHBOR = 2,	/* the backend's MAC is not resolved yet */
+	SL_XDP_PASS_FRAG_NEEDED = 3,	/* larger than the egress MTU */
+	SL_XDP_PASS_NOT_FORWARDING = 4, /* attached with --no-forward (limits only) */
+	SL_XDP_PASS_VLAN = 5,		/* VLAN-tagged: the tag's network is not known here */
+	SL_XDP_PASS_FORWARDING_OFF = 6, /* IP forwarding is off on the interface */
+	SL_XDP_PASS_COUNT = 8,
+};
+
+/*
  * Value of sl_xdp_stats (PERCPU_ARRAY indexed by service id; index 0 counts
- * packets to no VIP). Packets that reach XDP, by VIP.
+ * packets to no VIP). Packets that reach XDP, by VIP. Flow-table hits and
+ * misses count lookups: a TCP SYN opens a new flow without one.
  */
 struct sl_xdp_stats {
 	__u64 packets;
 	__u64 bytes;
 	__u64 syns;
 	__u64 dropped[SL_XDP_DROP_COUNT];
+	__u64 forwarded;     /* sent to a backend */
+	__u64 forwarded_bytes;
+	__u64 new_flows;     /* flows given a backend (then written to sl_xdp_flows) */
+	__u64 flow_hits;
+	__u64 flow_misses;
+	__u64 passed[SL_XDP_PASS_COUNT];
 };
-_Static_assert(sizeof(struct sl_xdp_stats) == 56, "ABI: sl_xdp_stats");
+_Static_assert(sizeof(struct sl_xdp_stats) == 160, "ABI: sl_xdp_stats");
+
+/* Value of sl_xdp_be_stats (PERCPU_ARRAY indexed by backend id): what XDP sent it. */
+struct sl_xdp_be_stats {
+	__u64 packets;
+	__u64 bytes;
+	__u64 new_flows;
+};
+_Static_assert(sizeof(struct sl_xdp_be_stats) == 24, "ABI: sl_xdp_be_stats");
+
+/*
+ * Value of sl_xdp_nexthop (PERCPU_ARRAY indexed by backend id): what the
+ * kernel's FIB said about reaching the backend, kept for a while so that a
+ * packet does not pay for a FIB and neighbour lookup (a few hundred ns with
+ * cold caches). Per CPU, so a refill never races a reader.
+ */
+struct sl_xdp_nexthop {
+	__u64 expires; /* jiffies; 0: empty */
+	__u32 ifindex; /* egress interface */
+	__u32 mtu;     /* of the route to the backend */
+	__u8 smac[6];
+	__u8 dmac[6];
+	__u8 pad[4];
+};
+_Static_assert(sizeof(struct sl_xdp_nexthop) == 32, "ABI: sl_xdp_nexthop");
 
 #endif

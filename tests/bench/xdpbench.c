@@ -1,20 +1,25 @@
 // SPDX-License-Identifier: MIT
 /*
- * make bench, part ratelimit: ns per packet of sl_xdp (bpf/xdp.bpf.c, the real
+ * make bench, part ratelimit: ns per packet of sl_xdp_edge (bpf/xdp.bpf.c, the real
  * skeleton) under BPF_PROG_TEST_RUN beside reference programs
  * (tests/bench/xdpref.bpf.c: XDP_PASS, XDP_DROP, sluice's parser alone), all in one
  * process, interleaved over rounds, medians reported.
  *
  *   xdpbench REF_OBJ [-r ROUNDS] [-n REPEAT] [-c CALLS]
  *
+ * sl_xdp_edge is the limits-only entry point (attach-xdp --no-forward): the same
+ * parser, counters and limiters as sl_xdp, which also forwards VIP packets to
+ * backends and so rewrites them (that path is the xdplb part, tests/bench/xdplbbench.c).
+ * The limiters' cost is what this part measures, so it times sl_xdp_edge.
+ *
  * The frame: Ethernet + IPv4 + UDP (32 bytes of payload) from 10.1.0.1 to the VIP
  * 10.96.0.10:53/udp (a service of id 1 in sl_services). Cases:
- *   sl_xdp pass, no limit     sl_xdp_cfg {0, 0}: parse, VIP lookup, per-CPU counters
- *   sl_xdp pass, limit on     sl_xdp_cfg {2^32-1/s, 2^32-1}: also the source bucket
- *                             (lookup + compare-and-swap), never empty
- *   sl_xdp drop, over limit   sl_xdp_cfg {1/s, 1}, the source's bucket set an hour
- *                             ahead: every run drops (counted in dropped.source_rate)
- * sl_xdp never rewrites the frame (checked: data_out == data_in), so `repeat` mode
+ *   sl_xdp_edge pass, no limit  sl_xdp_cfg {0, 0}: parse, VIP lookup, per-CPU counters
+ *   sl_xdp_edge pass path       sl_xdp_cfg {2^32-1/s, 2^32-1}: also the source bucket
+ *                               (lookup + compare-and-swap), never empty
+ *   sl_xdp_edge drop path       sl_xdp_cfg {1/s, 1}, the source's bucket set an hour
+ *                               ahead: every run drops (counted in dropped.source_rate)
+ * sl_xdp_edge never rewrites the frame (checked: data_out == data_in), so `repeat` mode
  * (the kernel reruns the program REPEAT times on the same buffer and reports the
  * mean) measures the real per-packet cost here; see shared/BENCHMARKING.md. The
  * per-call figure (repeat = 1, CALLS calls, a fresh copy of the frame each, wall
@@ -138,9 +143,9 @@ static const struct {
 	[C_PASS] = { "XDP_PASS", "return XDP_PASS (reference)", XDP_PASS },
 	[C_DROP] = { "XDP_DROP", "return XDP_DROP (reference)", XDP_DROP },
 	[C_PARSE] = { "parse only", "sluice's parse_packet, then XDP_PASS", XDP_PASS },
-	[C_SL_NOLIMIT] = { "sl_xdp pass, no limit", "VIP lookup + counters, cfg 0", XDP_PASS },
-	[C_SL_PASS] = { "sl_xdp pass path", "+ source bucket CAS, never empty", XDP_PASS },
-	[C_SL_DROP] = { "sl_xdp drop path", "source over its limit, every run", XDP_DROP },
+	[C_SL_NOLIMIT] = { "sl_xdp_edge no limit", "VIP lookup + counters, cfg 0", XDP_PASS },
+	[C_SL_PASS] = { "sl_xdp_edge pass path", "+ source bucket CAS, never empty", XDP_PASS },
+	[C_SL_DROP] = { "sl_xdp_edge drop path", "source over its limit, every run", XDP_DROP },
 };
 
 static int prog_fd[NCASES];
@@ -335,7 +340,7 @@ usage:
 		prog_fd[c] = bpf_program__fd(p);
 	}
 	for (int c = C_SL_NOLIMIT; c < NCASES; c++)
-		prog_fd[c] = bpf_program__fd(skel->progs.sl_xdp);
+		prog_fd[c] = bpf_program__fd(skel->progs.sl_xdp_edge);
 
 	/* Warm-up: every case once, briefly. */
 	for (int c = 0; c < NCASES; c++) {
@@ -378,7 +383,7 @@ usage:
 		       cases[c].name, cases[c].what, median(rep[c], rounds),
 		       minimum(rep[c], rounds), pk, pk - pass_k, pc, pc - pass_call);
 	}
-	printf("  sl_xdp: drop path - pass path = %.1f ns, pass path - parse only = %.1f ns,"
+	printf("  sl_xdp_edge: drop path - pass path = %.1f ns, pass path - parse only = %.1f ns,"
 	       " limiter on - off (pass) = %.1f ns (repeat medians)\n",
 	       median(rep[C_SL_DROP], rounds) - median(rep[C_SL_PASS], rounds),
 	       median(rep[C_SL_PASS], rounds) - median(rep[C_PARSE], rounds),

@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
- * Reference XDP programs for the ratelimit part of make bench (tests/bench/xdpbench.c):
- * ref_pass returns XDP_PASS (the per-call overhead to subtract), ref_drop returns
- * XDP_DROP, ref_parse runs sluice's own parser (bpf/lib/parse.h, as sl_xdp does)
- * and passes: the cost of parsing alone, no map lookups.
+ * Reference XDP programs for the ratelimit and xdplb parts of make bench
+ * (tests/bench/xdpbench.c, tests/bench/xdplbbench.c): ref_pass returns XDP_PASS
+ * (the per-call overhead to subtract), ref_drop returns XDP_DROP, ref_parse runs
+ * sluice's own parser (bpf/lib/parse.h, as sl_xdp does) and passes: the cost of
+ * parsing alone, no map lookups.
  */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>

@@ -1,17 +1,24 @@
 // SPDX-License-Identifier: MIT
 /*
- * sl_xdp (bpf/xdp.bpf.c) under BPF_PROG_TEST_RUN, selftests style: the real
- * skeleton, opened with a fresh pin root (/sys/fs/bpf/sluice-test-<pid>,
- * removed at the end whatever happens), maps filled through skel->maps, and
- * one table of cases {name, frame built in C, verdicts, counter deltas} run
- * in order, one cmocka test each.
+ * The XDP rate limiters of bpf/xdp.bpf.c under BPF_PROG_TEST_RUN, selftests
+ * style: the real skeleton, opened with a fresh pin root
+ * (/sys/fs/bpf/sluice-test-<pid>, removed at the end whatever happens), maps
+ * filled through skel->maps, and one table of cases {name, frame built in C,
+ * verdicts, counter deltas} run in order, one cmocka test each.
+ *
+ * The program run is sl_xdp_edge, the limits-only entry point (attach-xdp
+ * --no-forward): the same parser, counters and limiter code as sl_xdp, which
+ * also forwards VIP packets to backends (tested in test_xdp_lb.c). No service
+ * here has a backend table, and sl_xdp_edge must never need one.
  *
  * Every case checks, for every run of its frame: the verdict (the first
  * runs - drops runs XDP_PASS, the rest XDP_DROP), that the frame comes back
- * untouched (sl_xdp never rewrites), and afterwards the sl_xdp_stats deltas
- * of every service id the table uses: packets = runs and bytes = runs x frame
- * length on `counted`, the given syns and drops there, nothing anywhere else
- * (NOT_COUNTED: no id moves, for what the parser refuses).
+ * untouched (sl_xdp_edge never rewrites), and afterwards the sl_xdp_stats
+ * deltas of every service id the table uses: packets = runs and bytes = runs x
+ * frame length on `counted`, the given syns and drops there, and, on a VIP
+ * (counted > 0), passed.not_forwarding = the runs passed; nothing anywhere
+ * else, and never a forwarding counter (NOT_COUNTED: no id moves, for what
+ * the parser refuses).
  *
  * Buckets run at 1 token per second, so nothing refills while a case runs;
  * SYN buckets are set full or empty before a case that depends on them, and
@@ -941,6 +948,13 @@ static bool read_stats(__u32 id, struct sl_xdp_stats *sum)
 		sum->syns += per[c].syns;
 		for (int r = 0; r < SL_XDP_DROP_COUNT; r++)
 			sum->dropped[r] += per[c].dropped[r];
+		sum->forwarded += per[c].forwarded;
+		sum->forwarded_bytes += per[c].forwarded_bytes;
+		sum->new_flows += per[c].new_flows;
+		sum->flow_hits += per[c].flow_hits;
+		sum->flow_misses += per[c].flow_misses;
+		for (int r = 0; r < SL_XDP_PASS_COUNT; r++)
+			sum->passed[r] += per[c].passed[r];
 	}
 	return true;
 }
@@ -999,7 +1013,7 @@ static void run_case(void **state)
 		int err;
 
 		memset(out, 0x5a, sizeof(out));
-		err = bpf_prog_test_run_opts(bpf_program__fd(skel->progs.sl_xdp), &opts);
+		err = bpf_prog_test_run_opts(bpf_program__fd(skel->progs.sl_xdp_edge), &opts);
 		if (!ASSERT_EQ(err, 0, "bpf_prog_test_run_opts")) {
 			print_message("  %s: %s\n", cur_case, strerror(errno));
 			fail();
@@ -1029,6 +1043,20 @@ static void run_case(void **state)
 		DELTA(syns, c->syns);
 		DELTA(dropped[SL_XDP_DROP_SOURCE_RATE], c->drop_source);
 		DELTA(dropped[SL_XDP_DROP_SYN_RATE], c->drop_syn);
+		DELTA(dropped[SL_XDP_DROP_NO_BACKEND], 0);
+		/* Every run passed on a VIP is passed for not forwarding; none on id 0. */
+		DELTA(passed[SL_XDP_PASS_NOT_FORWARDING], c->counted > 0 ? runs - c->drops : 0);
+		for (int r = 0; r < SL_XDP_PASS_COUNT; r++) {
+			if (r == SL_XDP_PASS_NOT_FORWARDING)
+				continue;
+			snprintf(what, sizeof(what), "sl_xdp_stats[%u].passed[%d] delta", id, r);
+			ok &= ASSERT_EQ(a->passed[r] - b->passed[r], 0, what);
+		}
+		DELTA(forwarded, 0);
+		DELTA(forwarded_bytes, 0);
+		DELTA(new_flows, 0);
+		DELTA(flow_hits, 0);
+		DELTA(flow_misses, 0);
 #undef DELTA
 	}
 	if (!ok)

@@ -31,6 +31,21 @@ SLUICED = os.environ.get("SLUICED") or os.path.join(
     os.environ.get("SLUICE_BUILD") or os.path.join(REPO, "build"), "sluiced")
 BPFFS = "/sys/fs/bpf"
 
+# The JSON views sluicectl and the agent's API share (userspace/lib/views.c): their key sets
+# are contracts.
+SERVICE_KEYS = {"name", "id", "vip", "port", "protocol", "family", "algorithm", "backend_count",
+                "selected", "panic_selected", "refused", "affinity_timeout_s",
+                "panic_threshold_percent"}
+BACKEND_KEYS = {"service", "id", "address", "port", "weight", "health", "selected",
+                "established", "connect_failed", "closed", "panic_selected", "probes",
+                "ejections", "skipped", "xdp"}
+# `stats -j` → "xdp": what sl_xdp saw and did for a VIP.
+XDP_KEYS = {"packets", "bytes", "syns", "dropped", "forwarded", "forwarded_bytes", "new_flows",
+            "flow_hits", "flow_misses", "passed"}
+XDP_DROPS = {"source_rate", "syn_rate", "no_backend", "malformed"}
+XDP_PASSES = {"ttl", "no_route", "no_neighbor", "frag_needed", "not_forwarding", "vlan",
+              "forwarding_off"}
+
 # Environment for clients: no proxy may catch the test's HTTP requests.
 CLEAN_ENV = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
 

@@ -28,7 +28,7 @@ import time
 import pytest
 
 import sluice_e2e as E
-from sluice_e2e import be, doc, svc
+from sluice_e2e import BACKEND_KEYS, SERVICE_KEYS, be, doc, svc
 
 BE_PORT = 9191
 PORT = 80
@@ -37,12 +37,6 @@ VIP2 = "10.96.4.11"
 TOKEN = "e2e-token-0123456789"
 VISIBLE_WITHIN = 0.100  # seconds, issue 4
 
-SERVICE_KEYS = {"name", "id", "vip", "port", "protocol", "family", "algorithm", "backend_count",
-                "selected", "panic_selected", "refused", "affinity_timeout_s",
-                "panic_threshold_percent"}
-BACKEND_KEYS = {"service", "id", "address", "port", "weight", "health", "selected",
-                "established", "connect_failed", "closed", "panic_selected", "probes",
-                "ejections", "skipped"}
 BREAKER_KEYS = {"service", "backend", "id", "state", "consecutive_failures", "times_ejected",
                 "open_remaining_ms", "half_open_inflight", "live_connections"}
 HEALTH_KEYS = {"service", "backend", "id", "type", "state", "consecutive_ok", "consecutive_fail",

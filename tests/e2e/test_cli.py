@@ -12,19 +12,13 @@ import time
 import pytest
 
 import sluice_e2e as E
-from sluice_e2e import be, doc, svc
+from sluice_e2e import BACKEND_KEYS, SERVICE_KEYS, be, doc, svc
 
 VIP4 = "10.96.0.10"
 VIP_API = "10.96.0.11"
 VIP_DNS = "10.96.0.53"
 PORT = 80
 
-SERVICE_KEYS = {"name", "id", "vip", "port", "protocol", "family", "algorithm", "backend_count",
-                "selected", "panic_selected", "refused", "affinity_timeout_s",
-                "panic_threshold_percent"}
-BACKEND_KEYS = {"service", "id", "address", "port", "weight", "health", "selected",
-                "established", "connect_failed", "closed", "panic_selected", "probes",
-                "ejections", "skipped"}
 STATUS_KEYS = {"pin_root", "loaded", "conn_tracking", "programs", "maps", "xdp", "generation"}
 PROGRAM_KEYS = {"name", "id", "attach_type", "cgroup", "link_id", "run_cnt", "run_time_ns"}
 MAP_KEYS = {"name", "id", "type", "max_entries"}

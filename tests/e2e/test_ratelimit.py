@@ -23,7 +23,7 @@ import time
 import pytest
 
 import sluice_e2e as E
-from sluice_e2e import be, doc, svc
+from sluice_e2e import XDP_DROPS, XDP_KEYS, XDP_PASSES, be, doc, svc
 
 VIP = "10.96.5.10"
 VIP_OTHER = "10.96.5.20"
@@ -40,8 +40,6 @@ TWO_CPUS = (0, 1)
 STATS_KEYS = {"service", "accepted", "refused_total", "refused", "rate_limit", "tokens", "xdp"}
 RATE_KEYS = {"connections_per_second", "burst", "per_client_connections_per_second",
              "per_client_burst", "syn_per_second", "syn_burst"}
-XDP_KEYS = {"packets", "bytes", "syns", "dropped"}
-XDP_DROPS = {"source_rate", "syn_rate"}
 REASONS = {"no_backend", "none_usable", "breaker_open", "max_connections",
            "rate_limited_service", "rate_limited_client"}
 STATS_COLUMNS = ["SERVICE", "ACCEPTED", "REFUSED", "RATE_SVC", "RATE_CLIENT", "CONN/S",
@@ -86,7 +84,8 @@ def stats(sluice, name):
     # per-backend skip reason, always 0 here), so the set is checked as a superset.
     assert REASONS <= set(e["refused"]), f"stats -j refused keys: {sorted(e['refused'])}"
     assert set(e["rate_limit"]) == RATE_KEYS, f"stats -j rate_limit keys: {e['rate_limit']}"
-    assert set(e["xdp"]) == XDP_KEYS and set(e["xdp"]["dropped"]) == XDP_DROPS, \
+    assert set(e["xdp"]) == XDP_KEYS and set(e["xdp"]["dropped"]) == XDP_DROPS \
+        and set(e["xdp"]["passed"]) == XDP_PASSES, \
         f"stats -j xdp keys: {e['xdp']}"
     assert e["service"] == name
     return e
@@ -455,8 +454,9 @@ def test_stats_keys_values_and_tokens(sluice, topo):
         assert set(e) == STATS_KEYS, e
         assert (e["accepted"], e["refused_total"]) == (0, 0), e
         # No XDP is attached here: the socket hooks' traffic is not counted there.
-        assert e["xdp"] == {"packets": 0, "bytes": 0, "syns": 0,
-                            "dropped": dict.fromkeys(XDP_DROPS, 0)}, e
+        assert e["xdp"] == {**dict.fromkeys(XDP_KEYS - {"dropped", "passed"}, 0),
+                            "dropped": dict.fromkeys(XDP_DROPS, 0),
+                            "passed": dict.fromkeys(XDP_PASSES, 0)}, e
     assert stats(sluice, "slow")["rate_limit"] == {
         "connections_per_second": 1, "burst": 10, "per_client_connections_per_second": 0,
         "per_client_burst": 0, "syn_per_second": 0, "syn_burst": 0}

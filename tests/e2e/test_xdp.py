@@ -17,6 +17,10 @@ is computed from what the generator really did (test_ratelimit's
 expected_admitted: window between first and last packet, less tokens a full
 bucket wasted while no sender ran).
 
+The VIPs are rx's own addresses (rx serves them itself), so sl_xdp_edge is attached
+(`attach-xdp --no-forward`: limits and counters, no load balancing): every admitted
+packet to a VIP goes up rx's stack, counted passed[not_forwarding], never forwarded.
+
 Then the CLI: attaching twice, the mode reported, detach-xdp and unload
 removing the link, against a second sluice (own pin root) and a veth pair of
 its own. Known bugs are xfail(strict=True) with the bug in the reason."""
@@ -30,7 +34,7 @@ import pytest
 
 import sluice_e2e as E
 from conftest import make_sluice
-from sluice_e2e import be, doc, svc
+from sluice_e2e import XDP_DROPS, XDP_KEYS, XDP_PASSES, be, doc, svc
 from test_ratelimit import expected_admitted
 from topology import in_ns, sh
 
@@ -48,9 +52,9 @@ SYN_RATE, SYN_BURST = 200, 50
 ACCURACY = 0.10
 START_DELAY = 0.4
 
-XDP_KEYS = {"packets", "bytes", "syns", "dropped"}
-XDP_DROPS = {"source_rate", "syn_rate"}
-STATUS_XDP_KEYS = {"interface", "netns", "ifindex", "link_id", "prog_id"}
+# What sl_xdp_edge never does: forward, or keep flows.
+XDP_FORWARDING = ("forwarded", "forwarded_bytes", "new_flows", "flow_hits", "flow_misses")
+STATUS_XDP_KEYS = {"interface", "netns", "ifindex", "link_id", "prog_id", "program", "forward"}
 IP_XDP_MODES = {1: "native", 2: "generic", 3: "offload"}
 
 # --- topology ------------------------------------------------------------------------------
@@ -168,7 +172,8 @@ class Ctx:
         out = self.sluice.ctl_json("stats", name)
         assert isinstance(out, list) and len(out) == 1, f"stats {name} -j: {out}"
         x = out[0]["xdp"]
-        assert set(x) == XDP_KEYS and set(x["dropped"]) == XDP_DROPS, f"stats -j xdp: {x}"
+        assert set(x) == XDP_KEYS and set(x["dropped"]) == XDP_DROPS \
+            and set(x["passed"]) == XDP_PASSES, f"stats -j xdp: {x}"
         return x
 
     def senders(self, jobs, duration):
@@ -217,8 +222,9 @@ def services(global_xdp=None, syn=True):
 
 @pytest.fixture(scope="module")
 def xdp(prereqs, tmp_path_factory):
-    """The topology, a sluice of its own, and sl_xdp attached natively to rx's eth1 and
-    eth2 (run inside rx). Detached, unloaded and deleted afterwards, or by the janitor."""
+    """The topology, a sluice of its own, and sl_xdp_edge (--no-forward: rx serves the
+    VIPs itself) attached natively to rx's eth1 and eth2 (run inside rx). Detached,
+    unloaded and deleted afterwards, or by the janitor."""
     topo = XdpTopo(f"slx{os.getpid()}")
     token = E.JANITOR.add("xdp topology", topo.teardown)
     try:
@@ -230,7 +236,8 @@ def xdp(prereqs, tmp_path_factory):
     ctx = Ctx(topo, sluice)
     try:
         for _, _, _, dev, _, _ in topo.senders:
-            ctx.attached[dev] = ctx.ctl_json_in(topo.rx, "attach-xdp", dev, "--mode", "native")
+            ctx.attached[dev] = ctx.ctl_json_in(topo.rx, "attach-xdp", dev, "--mode", "native",
+                                                "--no-forward")
         yield ctx
     finally:
         errors = [e for e in (E.JANITOR.run(s_token), E.JANITOR.run(token)) if e]
@@ -265,10 +272,12 @@ def drain(s, quiet=0.3):
 # --- tests ------------------------------------------------------------------------------------
 
 def test_attached_native_and_status(xdp):
-    """attach-xdp --mode native on veth: native, and `status -j` names each link as the
-    kernel has it (ifindex, link and program id)."""
+    """attach-xdp --mode native --no-forward on veth: native, not forwarding, and
+    `status -j` names each link as the kernel has it (ifindex, link and program id) with
+    the program in it (sl_xdp_edge)."""
     for dev, out in xdp.attached.items():
-        assert out == {"interface": dev, "mode": "native"}, f"attach-xdp {dev} -j: {out}"
+        assert out == {"interface": dev, "mode": "native", "forward": False}, \
+            f"attach-xdp {dev} -j: {out}"
     st = xdp.sluice.status()
     assert isinstance(st["xdp"], list), st
     by_if = {x["interface"]: x for x in st["xdp"]}
@@ -277,6 +286,7 @@ def test_attached_native_and_status(xdp):
         assert set(x) == STATUS_XDP_KEYS, f"status -j xdp keys: {x}"
         assert x["ifindex"] == ifindex(xdp.topo.rx, dev), x
         assert x["link_id"] > 0, x
+        assert (x["program"], x["forward"]) == ("sl_xdp_edge", False), x
         assert xdp_on(xdp.topo.rx, dev) == ("native", x["prog_id"]), \
             f"{dev}: ip link says {xdp_on(xdp.topo.rx, dev)}, status -j {x}"
 
@@ -310,12 +320,16 @@ def test_source_rate_flood(xdp, udp_receiver):
     assert set(got) <= {"10.201.1.2", "10.201.2.2"}, got
 
     sent = flood["sent"] + quiet["sent"]
-    delta = {k: after[k] - before[k] for k in ("packets", "bytes", "syns")}
+    delta = {k: after[k] - before[k] for k in ("packets", "bytes", "syns", *XDP_FORWARDING)}
     dropped = {k: after["dropped"][k] - before["dropped"][k] for k in XDP_DROPS}
-    assert delta == {"packets": sent, "bytes": sent * UDP_FRAME, "syns": 0}, \
+    passed = {k: after["passed"][k] - before["passed"][k] for k in XDP_PASSES}
+    assert delta == {"packets": sent, "bytes": sent * UDP_FRAME, "syns": 0,
+                     **{k: 0 for k in XDP_FORWARDING}}, \
         f"xdp counters {delta}, generators sent {sent} datagrams of {UDP_FRAME} bytes"
-    assert dropped == {"source_rate": sent - got1 - got2, "syn_rate": 0}, \
+    assert dropped == {**{k: 0 for k in XDP_DROPS}, "source_rate": sent - got1 - got2}, \
         f"dropped {dropped}; received {got1 + got2} of {sent}"
+    assert passed == {**{k: 0 for k in XDP_PASSES}, "not_forwarding": got1 + got2}, \
+        f"passed {passed}; received {got1 + got2} of {sent}"
 
     # No global block: no per-source limit (the same flood source, nothing dropped).
     xdp.sluice.apply(services())
@@ -327,6 +341,8 @@ def test_source_rate_flood(xdp, udp_receiver):
     assert got.get("10.201.1.2", 0) == again["sent"] == 2000, got
     assert after["packets"] - before["packets"] == 2000
     assert after["dropped"] == before["dropped"], f"{before} -> {after}"
+    assert after["passed"]["not_forwarding"] - before["passed"]["not_forwarding"] == 2000
+    assert all(after[k] == before[k] for k in XDP_FORWARDING), f"{before} -> {after}"
 
 
 def test_syn_rate(xdp):
@@ -354,6 +370,11 @@ def test_syn_rate(xdp):
     assert mid["dropped"]["syn_rate"] - before["dropped"]["syn_rate"] == syns - admitted, \
         f"dropped {mid['dropped']} (before {before['dropped']}), {admitted} of {syns} admitted"
     assert mid["dropped"]["source_rate"] == before["dropped"]["source_rate"]
+    assert all(mid["dropped"][k] == before["dropped"][k] for k in XDP_DROPS - {"syn_rate"}), \
+        f"dropped {mid['dropped']} (before {before['dropped']})"
+    assert mid["passed"]["not_forwarding"] - before["passed"]["not_forwarding"] == admitted, \
+        f"passed {mid['passed']} (before {before['passed']}), {admitted} of {syns} admitted"
+    assert all(mid[k] == before[k] for k in XDP_FORWARDING), f"{before} -> {mid}"
 
     # The bucket is empty now; segments that are not a SYN without ACK all pass.
     others = xdp.senders([
@@ -368,6 +389,8 @@ def test_syn_rate(xdp):
     assert after["packets"] - mid["packets"] == n
     assert after["syns"] == mid["syns"] and after["dropped"] == mid["dropped"], \
         f"{mid} -> {after}"
+    assert after["passed"]["not_forwarding"] - mid["passed"]["not_forwarding"] == n
+    assert all(after[k] == mid[k] for k in XDP_FORWARDING), f"{mid} -> {after}"
 
 
 def test_attach_twice_is_harmless(xdp, udp_receiver):
@@ -375,19 +398,21 @@ def test_attach_twice_is_harmless(xdp, udp_receiver):
     program in it, and the datapath keeps counting."""
     t = xdp.topo
     old = {x["interface"]: x for x in xdp.sluice.status()["xdp"]}
-    out = xdp.ctl_json_in(t.rx, "attach-xdp", "eth1", "--mode", "native")
-    assert out == {"interface": "eth1", "mode": "native"}, out
+    out = xdp.ctl_json_in(t.rx, "attach-xdp", "eth1", "--mode", "native", "--no-forward")
+    assert out == {"interface": "eth1", "mode": "native", "forward": False}, out
     new = {x["interface"]: x for x in xdp.sluice.status()["xdp"]}
     assert set(new) == {"eth1", "eth2"}, new
     assert new["eth1"]["link_id"] == old["eth1"]["link_id"], f"{old} -> {new}"
     assert new["eth2"] == old["eth2"], f"{old} -> {new}"
     assert xdp_on(t.rx, "eth1") == ("native", new["eth1"]["prog_id"])
+    assert (new["eth1"]["program"], new["eth1"]["forward"]) == ("sl_xdp_edge", False), new
 
     apply_fresh(xdp.sluice, services())
     (s,) = xdp.senders([(t.s1, "udp", VIP_UDP, UDP_PORT, 5000, 100, ["--size", PAYLOAD])],
                        duration=1.0)
     assert drain(udp_receiver).get("10.201.1.2") == s["sent"] == 100
-    assert xdp.xdp_stats("xdp-udp")["packets"] == 100
+    x = xdp.xdp_stats("xdp-udp")
+    assert (x["packets"], x["passed"]["not_forwarding"], x["forwarded"]) == (100, 100, 0), x
 
 
 @pytest.fixture
@@ -412,16 +437,17 @@ def test_detach_and_unload(xdp, own_sluice):
     empty, nothing on the device); unload removes an attached link too."""
     rx, pin = xdp.topo.rx, own_sluice.pin_root
     out = xdp.ctl_json_in(rx, "attach-xdp", "lc0", "--mode", "generic", pin_root=pin)
-    assert out == {"interface": "lc0", "mode": "generic"}, out
+    assert out == {"interface": "lc0", "mode": "generic", "forward": True}, out
     (x,) = own_sluice.status()["xdp"]
     assert xdp_on(rx, "lc0") == ("generic", x["prog_id"])
+    assert (x["program"], x["forward"]) == ("sl_xdp", True), x
     out = xdp.ctl_json_in(rx, "detach-xdp", "lc0", pin_root=pin)
     assert out == {"interface": "lc0", "detached": True}, out
     assert own_sluice.status()["xdp"] == []
     assert wait_xdp_gone(rx, "lc0") is None
 
     out = xdp.ctl_json_in(rx, "attach-xdp", "lc0", pin_root=pin)  # no --mode: native first
-    assert out == {"interface": "lc0", "mode": "native"}, out
+    assert out == {"interface": "lc0", "mode": "native", "forward": True}, out
     (x,) = own_sluice.status()["xdp"]
     assert x["interface"] == "lc0" and x["ifindex"] == ifindex(rx, "lc0"), x
     assert xdp_on(rx, "lc0") == ("native", x["prog_id"])
@@ -451,5 +477,5 @@ def test_same_name_in_another_namespace(xdp, own_sluice):
     t, pin = xdp.topo, own_sluice.pin_root
     xdp.ctl_json_in(t.rx, "attach-xdp", "lc0", "--mode", "native", pin_root=pin)
     out = xdp.ctl_json_in(t.s2, "attach-xdp", "lc0", "--mode", "native", pin_root=pin)
-    assert out == {"interface": "lc0", "mode": "native"}, out
+    assert out == {"interface": "lc0", "mode": "native", "forward": True}, out
     assert xdp_on(t.s2, "lc0") is not None, "attach-xdp lc0 in s2 exited 0, s2's lc0 has no XDP"

@@ -292,14 +292,15 @@ static int set_rodata(struct bpf_object *obj, const char *var, const void *val, 
 static int unload_obj(const struct datapath_obj *d, const char *pin_root, int maps, int *removed);
 
 /*
- * The size of the per-client rate-limit LRU: every object must create or
- * reuse it with the pinned size, so an unasked-for size follows the pin; a
- * different size asked for needs an unload first.
+ * The size of an LRU sized at load (sl_rl_client, sl_xdp_flows): every object
+ * must create or reuse it with the pinned size, so an unasked-for size follows
+ * the pin; a different size asked for needs an unload first.
  */
-static int size_rl_clients(struct bpf_object *obj, const struct sl_load_opts *o)
+static int size_lru(struct bpf_object *obj, const char *pin_root, const char *name, __u32 want,
+		    __u32 fallback)
 {
-	struct bpf_map *map = bpf_object__find_map_by_name(obj, "sl_rl_client");
-	__u32 want = o->rl_clients, pinned = 0;
+	struct bpf_map *map = bpf_object__find_map_by_name(obj, name);
+	__u32 pinned = 0;
 	struct bpf_map_info info;
 	__u32 len = sizeof(info);
 	char path[PATH_MAX];
@@ -307,19 +308,26 @@ static int size_rl_clients(struct bpf_object *obj, const struct sl_load_opts *o)
 
 	if (!map)
 		return 0;
-	if (!sl_pin_path(path, sizeof(path), o->pin_root, "sl_rl_client") &&
-	    (fd = bpf_obj_get(path)) >= 0) {
+	if (!sl_pin_path(path, sizeof(path), pin_root, name) && (fd = bpf_obj_get(path)) >= 0) {
 		memset(&info, 0, sizeof(info));
 		if (!bpf_obj_get_info_by_fd(fd, &info, &len))
 			pinned = info.max_entries;
 		close(fd);
 	}
 	if (want && pinned && want != pinned) {
-		log_err("sl_rl_client is pinned with %u entries, not %u: 'sluicectl unload' first to resize it",
-			pinned, want);
+		log_err("%s is pinned with %u entries, not %u: 'sluicectl unload' first to resize it",
+			name, pinned, want);
 		return -EEXIST;
 	}
-	return bpf_map__set_max_entries(map, want ? want : pinned ? pinned : SL_RL_CLIENTS_DEFAULT);
+	return bpf_map__set_max_entries(map, want ? want : pinned ? pinned : fallback);
+}
+
+static int size_lrus(struct bpf_object *obj, const struct sl_load_opts *o)
+{
+	int err = size_lru(obj, o->pin_root, "sl_rl_client", o->rl_clients, SL_RL_CLIENTS_DEFAULT);
+
+	return err ? err : size_lru(obj, o->pin_root, "sl_xdp_flows", o->xdp_flows,
+				    SL_XDP_FLOWS_DEFAULT);
 }
 
 /* Loads one object and pins and attaches each of its programs. */
@@ -344,7 +352,7 @@ static int load_obj(const struct datapath_obj *d, const struct sl_load_opts *o, 
 			goto out;
 		}
 	}
-	err = size_rl_clients(obj, o);
+	err = size_lrus(obj, o);
 	if (err)
 		goto out;
 	err = bpf_object__load(obj);
@@ -676,9 +684,18 @@ static void read_xdp_status(const char *pin_root, struct sl_status *st)
 			x->netns = strtoull(de->d_name + strlen(XDP_LINK_PREFIX), NULL, 10);
 		}
 		if (!bpf_obj_get_info_by_fd(fd, &li, &len) && li.type == BPF_LINK_TYPE_XDP) {
+			struct bpf_prog_info pi;
+			__u32 plen = sizeof(pi);
+			int pfd = bpf_prog_get_fd_by_id(li.prog_id);
+
 			x->link_id = li.id;
 			x->prog_id = li.prog_id;
 			x->ifindex = li.xdp.ifindex;
+			memset(&pi, 0, sizeof(pi));
+			if (pfd >= 0 && !bpf_obj_get_info_by_fd(pfd, &pi, &plen))
+				snprintf(x->prog_name, sizeof(x->prog_name), "%s", pi.name);
+			if (pfd >= 0)
+				close(pfd);
 		}
 		close(fd);
 		st->xdp_count++;
@@ -756,7 +773,7 @@ static int xdp_link(int prog_fd, int ifindex, __u32 flags)
 	return fd < 0 ? -errno : fd;
 }
 
-int sl_xdp_attach(const char *pin_root, const char *ifname, enum sl_xdp_mode mode,
+int sl_xdp_attach(const char *pin_root, const char *ifname, enum sl_xdp_mode mode, int forward,
 		  enum sl_xdp_mode *used)
 {
 	struct sl_load_opts o = { .pin_root = pin_root };
@@ -790,14 +807,14 @@ int sl_xdp_attach(const char *pin_root, const char *ifname, enum sl_xdp_mode mod
 		err = -errno;
 		goto out;
 	}
-	err = size_rl_clients(obj, &o);
+	err = size_lrus(obj, &o);
 	if (!err)
 		err = bpf_object__load(obj);
 	if (err) {
 		log_err("cannot load the xdp BPF program: %s (-d shows libbpf's log)", strerror(-err));
 		goto out;
 	}
-	prog = bpf_object__find_program_by_name(obj, "sl_xdp");
+	prog = bpf_object__find_program_by_name(obj, forward ? "sl_xdp" : "sl_xdp_edge");
 	if (!access(path, F_OK)) {
 		/* Attached already: swap the fresh program in, keeping the link and its mode. */
 		link_fd = bpf_obj_get(path);

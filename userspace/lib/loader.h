@@ -14,6 +14,7 @@ struct sl_load_opts {
 	const char *cgroup; /* NULL: the root of the cgroup v2 hierarchy */
 	int no_conn_tracking; /* leave TCP sockets unfollowed: no breakers, no live counts */
 	__u32 rl_clients;     /* entries of sl_rl_client; 0: as pinned, else the default */
+	__u32 xdp_flows;      /* entries of sl_xdp_flows; the same rule */
 };
 
 /* Finds the cgroup v2 mount point in /proc/mounts. Returns 0 or -ENOENT. */
@@ -50,6 +51,7 @@ struct sl_xdp_status {
 	__u32 ifindex;
 	__u32 link_id;
 	__u32 prog_id;
+	char prog_name[16]; /* sl_xdp (forwarding) or sl_xdp_edge (--no-forward) */
 };
 
 struct sl_status {
@@ -68,12 +70,14 @@ int sl_status_read(const char *pin_root, struct sl_status *st);
 enum sl_xdp_mode { SL_XDP_AUTO, SL_XDP_NATIVE, SL_XDP_GENERIC };
 
 /*
- * Attaches sl_xdp to ifname (in the caller's network namespace) through a
- * link pinned as PIN_ROOT/links/xdp@NETNS:IFNAME. AUTO tries native and falls
- * back to generic with a warning; *used says which the kernel has. Attaching
- * again swaps in the fresh program and keeps the link's mode.
+ * Attaches sl_xdp (forward = 1: limits and load balancing) or sl_xdp_edge
+ * (forward = 0: limits and counters only) to ifname (in the caller's network
+ * namespace) through a link pinned as PIN_ROOT/links/xdp@NETNS:IFNAME. AUTO
+ * tries native and falls back to generic with a warning; *used says which the
+ * kernel has. Attaching again swaps in the fresh program and keeps the link's
+ * mode.
  */
-int sl_xdp_attach(const char *pin_root, const char *ifname, enum sl_xdp_mode mode,
+int sl_xdp_attach(const char *pin_root, const char *ifname, enum sl_xdp_mode mode, int forward,
 		  enum sl_xdp_mode *used);
 int sl_xdp_detach(const char *pin_root, const char *ifname);
 /* 1 when ifname (this network namespace) has a live sl_xdp link; a stale pin is removed. */

@@ -18,7 +18,8 @@ const char *const sl_map_names[] = {
 	"sl_revnat",   "sl_svc_stats", "sl_be_stats", "sl_generation",
 	"sl_breakers", "sl_live",      "sl_svc_state", "sl_sock",
 	"sl_affinity", "sl_rl_svc",    "sl_rl_client", "sl_xdp_cfg",
-	"sl_xdp_src",  "sl_xdp_syn",   "sl_xdp_stats",
+	"sl_xdp_src",  "sl_xdp_syn",   "sl_xdp_stats", "sl_xdp_be_stats",
+	"sl_xdp_flows", "sl_xdp_nexthop",
 };
 const size_t sl_map_count = sizeof(sl_map_names) / sizeof(sl_map_names[0]);
 _Static_assert(sizeof(sl_map_names) / sizeof(sl_map_names[0]) == sizeof(struct sl_maps) / sizeof(int),
@@ -201,14 +202,38 @@ const char *sl_xdp_drop_name(unsigned int reason)
 		return "source_rate";
 	case SL_XDP_DROP_SYN_RATE:
 		return "syn_rate";
+	case SL_XDP_DROP_NO_BACKEND:
+		return "no_backend";
+	case SL_XDP_DROP_MALFORMED:
+		return "malformed";
 	default:
 		return NULL;
 	}
 }
 
+const char *sl_xdp_pass_name(unsigned int reason)
+{
+	static const char *const names[SL_XDP_PASS_COUNT] = {
+		[SL_XDP_PASS_TTL] = "ttl",
+		[SL_XDP_PASS_NO_ROUTE] = "no_route",
+		[SL_XDP_PASS_NO_NEIGHBOR] = "no_neighbor",
+		[SL_XDP_PASS_FRAG_NEEDED] = "frag_needed",
+		[SL_XDP_PASS_NOT_FORWARDING] = "not_forwarding",
+		[SL_XDP_PASS_VLAN] = "vlan",
+		[SL_XDP_PASS_FORWARDING_OFF] = "forwarding_off",
+	};
+
+	return reason < SL_XDP_PASS_COUNT ? names[reason] : NULL;
+}
+
 int sl_xdp_stats_read(const struct sl_maps *m, __u32 svc_id, struct sl_xdp_stats *out)
 {
 	return percpu_sum(m->xdp_stats, svc_id, (__u64 *)out, sizeof(*out) / sizeof(__u64));
+}
+
+int sl_xdp_be_stats_read(const struct sl_maps *m, __u32 backend_id, struct sl_xdp_be_stats *out)
+{
+	return percpu_sum(m->xdp_be_stats, backend_id, (__u64 *)out, sizeof(*out) / sizeof(__u64));
 }
 
 const char *sl_breaker_state_name(__u32 state)

@@ -11,6 +11,7 @@
 #include <sluice/breaker.h>
 #include <sluice/ratelimit.h>
 #include <sluice/xdp.h>
+#include <sluice/flow.h>
 
 #define SL_PIN_ROOT_DEFAULT "/sys/fs/bpf/sluice"
 
@@ -34,6 +35,9 @@ struct sl_maps {
 	int xdp_src;
 	int xdp_syn;
 	int xdp_stats;
+	int xdp_be_stats;
+	int xdp_flows;
+	int xdp_nexthop;
 };
 
 /* Every pinned map by name, in the order of struct sl_maps' fields. */
@@ -78,8 +82,11 @@ const char *sl_reason_name(unsigned int reason);
 const char *sl_health_name(__u8 health);
 const char *sl_breaker_state_name(__u32 state);
 const char *sl_xdp_drop_name(unsigned int reason);
+const char *sl_xdp_pass_name(unsigned int reason);
 /* XDP counters of a service id (0: packets to no VIP), summed over CPUs. */
 int sl_xdp_stats_read(const struct sl_maps *m, __u32 svc_id, struct sl_xdp_stats *out);
+/* What XDP forwarded to a backend id, summed over CPUs. */
+int sl_xdp_be_stats_read(const struct sl_maps *m, __u32 backend_id, struct sl_xdp_be_stats *out);
 
 /*
  * Takes the exclusive lock of a pin root (flock on its directory), so loads,

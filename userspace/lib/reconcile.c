@@ -38,7 +38,9 @@ struct plan {
 	struct sl_batch svc_del;	  /* sl_services keys to delete first */
 	struct sl_batch be_fresh_stats;	  /* new backend ids: zeroed counters... */
 	struct sl_batch be_fresh_breaker; /* ...closed breakers... */
-	struct sl_batch be_fresh_live;	  /* ...and no live connections */
+	struct sl_batch be_fresh_live;	  /* ...no live connections... */
+	struct sl_batch be_fresh_xdp;	  /* ...zeroed XDP counters... */
+	struct sl_batch be_fresh_nexthop; /* ...and no cached route */
 	struct sl_batch be_put;		  /* sl_backends records */
 	struct sl_batch svc_fresh_stats;  /* new service ids: zeroed counters, rr, state */
 	struct sl_batch svc_fresh_rr;
@@ -49,7 +51,9 @@ struct plan {
 	struct sl_batch tables;		  /* sl_svc_slots: service id -> new inner map fd */
 	struct sl_batch slots_del;
 	struct sl_batch svc_put;	  /* sl_services values */
-	struct sl_batch be_del;		  /* sl_backends ids, after the swaps */
+	struct sl_batch be_del;		  /* sl_backends ids, after the swaps... */
+	struct sl_batch be_gone_nexthop;  /* ...and then their cached routes, which sl_xdp's
+					   * flow-table hits take as "still a backend" */
 	struct recount *recounts;
 	size_t recount_count;
 };
@@ -79,6 +83,9 @@ static void plan_init(struct plan *p)
 	sl_batch_init_zeroes(&p->be_fresh_stats, sizeof(__u32), ncpus * sizeof(struct sl_be_stats));
 	sl_batch_init_zeroes(&p->be_fresh_breaker, sizeof(__u32), sizeof(struct sl_breaker));
 	sl_batch_init_zeroes(&p->be_fresh_live, sizeof(__u32), sizeof(__s32));
+	sl_batch_init_zeroes(&p->be_fresh_xdp, sizeof(__u32), ncpus * sizeof(struct sl_xdp_be_stats));
+	sl_batch_init_zeroes(&p->be_fresh_nexthop, sizeof(__u32),
+			     ncpus * sizeof(struct sl_xdp_nexthop));
 	sl_batch_init(&p->be_put, sizeof(__u32), sizeof(struct sl_backend));
 	sl_batch_init_zeroes(&p->svc_fresh_stats, sizeof(__u32), ncpus * sizeof(struct sl_svc_stats));
 	sl_batch_init_zeroes(&p->svc_fresh_rr, sizeof(__u32), sizeof(__u32));
@@ -90,15 +97,18 @@ static void plan_init(struct plan *p)
 	sl_batch_init(&p->slots_del, sizeof(__u32), 0);
 	sl_batch_init(&p->svc_put, sizeof(struct sl_svc_key), sizeof(struct sl_service));
 	sl_batch_init(&p->be_del, sizeof(__u32), 0);
+	sl_batch_init_zeroes(&p->be_gone_nexthop, sizeof(__u32),
+			     ncpus * sizeof(struct sl_xdp_nexthop));
 }
 
 static void plan_free(struct plan *p)
 {
 	struct sl_batch *all[] = { &p->svc_del, &p->be_fresh_stats, &p->be_fresh_breaker,
-				   &p->be_fresh_live, &p->be_put, &p->svc_fresh_stats,
+				   &p->be_fresh_live, &p->be_fresh_xdp, &p->be_fresh_nexthop,
+				   &p->be_put, &p->svc_fresh_stats,
 				   &p->svc_fresh_rr, &p->svc_fresh_state, &p->svc_fresh_rl,
 				   &p->svc_fresh_syn, &p->svc_fresh_xdp, &p->tables,
-				   &p->slots_del, &p->svc_put, &p->be_del };
+				   &p->slots_del, &p->svc_put, &p->be_del, &p->be_gone_nexthop };
 
 	/* The inner maps staged in tables are held by their fds until here. */
 	for (size_t i = 0; i < p->tables.count; i++)
@@ -327,7 +337,9 @@ static int reset_backend_state(struct reconciler *r, __u32 id)
 	int err;
 
 	if ((err = sl_batch_add(&p->be_fresh_stats, &id, NULL)) ||
-	    (err = sl_batch_add(&p->be_fresh_breaker, &id, NULL)))
+	    (err = sl_batch_add(&p->be_fresh_breaker, &id, NULL)) ||
+	    (err = sl_batch_add(&p->be_fresh_xdp, &id, NULL)) ||
+	    (err = sl_batch_add(&p->be_fresh_nexthop, &id, NULL)))
 		return err;
 	return sl_batch_add(&p->be_fresh_live, &id, NULL);
 }
@@ -339,8 +351,11 @@ static int write_backend(struct reconciler *r, __u32 id, const struct sl_backend
 
 static int delete_backend(struct reconciler *r, __u32 id)
 {
+	int err;
+
 	pool_release(&r->be_ids, id);
-	return sl_batch_add(&r->plan.be_del, &id, NULL);
+	err = sl_batch_add(&r->plan.be_del, &id, NULL);
+	return err ? err : sl_batch_add(&r->plan.be_gone_nexthop, &id, NULL);
 }
 
 /* unhealthy: the health checker's count, kept from the value in force. */
@@ -739,6 +754,10 @@ static int flush_plan(struct reconciler *r)
 			      "close new breakers", "sl_breakers")) ||
 	    (err = flush_step(r, sl_batch_update(m->live, &p->be_fresh_live, 0),
 			      "zero live counts", "sl_live")) ||
+	    (err = flush_step(r, sl_batch_update(m->xdp_be_stats, &p->be_fresh_xdp, 0),
+			      "zero backend XDP counters", "sl_xdp_be_stats")) ||
+	    (err = flush_step(r, sl_batch_update(m->xdp_nexthop, &p->be_fresh_nexthop, 0),
+			      "forget cached routes", "sl_xdp_nexthop")) ||
 	    (err = flush_step(r, sl_batch_update(m->backends, &p->be_put, 0), "write backends",
 			      "sl_backends")) ||
 	    (err = flush_step(r, sl_batch_update(m->svc_stats, &p->svc_fresh_stats, 0),
@@ -760,7 +779,9 @@ static int flush_plan(struct reconciler *r)
 	    (err = flush_step(r, sl_batch_update(m->services, &p->svc_put, 0), "write services",
 			      "sl_services")) ||
 	    (err = flush_step(r, sl_batch_delete(m->backends, &p->be_del), "remove backends",
-			      "sl_backends")))
+			      "sl_backends")) ||
+	    (err = flush_step(r, sl_batch_update(m->xdp_nexthop, &p->be_gone_nexthop, 0),
+			      "forget removed backends' routes", "sl_xdp_nexthop")))
 		return err;
 	for (size_t i = 0; i < p->recount_count; i++)
 		sl_svc_state_recount(m, p->recounts[i].svc_id, p->recounts[i].ids, p->recounts[i].n);

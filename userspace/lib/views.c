@@ -38,11 +38,14 @@ json_t *sl_json_service(const struct sl_maps *m, const struct sl_state_service *
 json_t *sl_json_backend(const struct sl_maps *m, const struct sl_state_service *s,
 			const struct sl_state_backend *b)
 {
+	struct sl_xdp_be_stats xs = { 0 };
 	struct sl_be_stats st = { 0 };
 	char addr[SL_ADDR_STRLEN];
 
 	sl_stats_read_backend(m, b->id, &st);
-	return json_pack("{s:s,s:I,s:s,s:i,s:I,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:o}", "service",
+	sl_xdp_be_stats_read(m, b->id, &xs);
+	return json_pack("{s:s,s:I,s:s,s:i,s:I,s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:o,s:{s:I,s:I,s:I}}",
+			 "service",
 			 s->v.name, "id", (json_int_t)b->id, "address",
 			 sl_addr_format(&b->v.addr, b->v.family, addr, sizeof(addr)), "port",
 			 ntohs(b->v.port), "weight", (json_int_t)b->v.weight, "health",
@@ -51,7 +54,8 @@ json_t *sl_json_backend(const struct sl_maps *m, const struct sl_state_service *
 			 (json_int_t)st.connect_failed, "closed", (json_int_t)st.closed,
 			 "panic_selected", (json_int_t)st.panic_selected, "probes",
 			 (json_int_t)st.probes, "ejections", (json_int_t)st.ejections, "skipped",
-			 sl_json_reason_counts(st.skipped));
+			 sl_json_reason_counts(st.skipped), "xdp", "packets", (json_int_t)xs.packets,
+			 "bytes", (json_int_t)xs.bytes, "new_flows", (json_int_t)xs.new_flows);
 }
 
 __u64 sl_breaker_open_remaining_ms(const struct sl_breaker *b)
@@ -84,11 +88,29 @@ json_t *sl_json_breaker(const struct sl_maps *m, const struct sl_state_service *
 			 (json_int_t)sl_live_read(m, b->id));
 }
 
+/* What XDP saw and did for one VIP. */
+static json_t *xdp_stats_json(const struct sl_xdp_stats *xs)
+{
+	json_t *drops = json_object(), *passed = json_object();
+
+	for (unsigned int r = 0; r < SL_XDP_DROP_COUNT; r++)
+		if (sl_xdp_drop_name(r))
+			json_object_set_new(drops, sl_xdp_drop_name(r), json_integer(xs->dropped[r]));
+	for (unsigned int r = 0; r < SL_XDP_PASS_COUNT; r++)
+		if (sl_xdp_pass_name(r))
+			json_object_set_new(passed, sl_xdp_pass_name(r), json_integer(xs->passed[r]));
+	return json_pack("{s:I,s:I,s:I,s:o,s:I,s:I,s:I,s:I,s:I,s:o}", "packets",
+			 (json_int_t)xs->packets, "bytes", (json_int_t)xs->bytes, "syns",
+			 (json_int_t)xs->syns, "dropped", drops, "forwarded",
+			 (json_int_t)xs->forwarded, "forwarded_bytes", (json_int_t)xs->forwarded_bytes,
+			 "new_flows", (json_int_t)xs->new_flows, "flow_hits", (json_int_t)xs->flow_hits,
+			 "flow_misses", (json_int_t)xs->flow_misses, "passed", passed);
+}
+
 json_t *sl_json_stats(const struct sl_maps *m, const struct sl_state_service *s)
 {
 	struct sl_xdp_stats xs = { 0 };
 	struct sl_svc_stats st = { 0 };
-	json_t *drops = json_object();
 	__u64 refused = 0;
 	__u32 tokens = 0;
 	int limited = !sl_rl_tokens(m, &s->v, &tokens);
@@ -97,10 +119,7 @@ json_t *sl_json_stats(const struct sl_maps *m, const struct sl_state_service *s)
 	sl_xdp_stats_read(m, s->v.id, &xs);
 	for (unsigned int r = 0; r < SL_REASON_COUNT; r++)
 		refused += st.refused[r];
-	for (unsigned int r = 0; r < SL_XDP_DROP_COUNT; r++)
-		if (sl_xdp_drop_name(r))
-			json_object_set_new(drops, sl_xdp_drop_name(r), json_integer(xs.dropped[r]));
-	return json_pack("{s:s,s:I,s:I,s:o,s:{s:I,s:I,s:I,s:I,s:I,s:I},s:o,s:{s:I,s:I,s:I,s:o}}",
+	return json_pack("{s:s,s:I,s:I,s:o,s:{s:I,s:I,s:I,s:I,s:I,s:I},s:o,s:o}",
 			 "service", s->v.name,
 			 "accepted", (json_int_t)st.selected, "refused_total", (json_int_t)refused,
 			 "refused", sl_json_reason_counts(st.refused), "rate_limit",
@@ -109,7 +128,6 @@ json_t *sl_json_stats(const struct sl_maps *m, const struct sl_state_service *s)
 			 (json_int_t)s->v.per_client_connections_per_second, "per_client_burst",
 			 (json_int_t)s->v.per_client_burst, "syn_per_second",
 			 (json_int_t)s->v.syn_per_second, "syn_burst", (json_int_t)s->v.syn_burst,
-			 "tokens", limited ? json_integer(tokens) : json_null(), "xdp", "packets",
-			 (json_int_t)xs.packets, "bytes", (json_int_t)xs.bytes, "syns",
-			 (json_int_t)xs.syns, "dropped", drops);
+			 "tokens", limited ? json_integer(tokens) : json_null(), "xdp",
+			 xdp_stats_json(&xs));
 }

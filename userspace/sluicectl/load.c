@@ -18,7 +18,8 @@ int do_load(struct ctl *c)
 {
 	struct sl_load_opts o = { .pin_root = c->pin_root, .cgroup = c->cgroup,
 				  .no_conn_tracking = c->no_conn_tracking,
-				  .rl_clients = c->rl_clients };
+				  .rl_clients = c->rl_clients,
+				  .xdp_flows = c->xdp_flows };
 	int err = no_args(c, "load");
 
 	if (err)

@@ -24,6 +24,9 @@ static const struct cmd {
 	{ "stats", do_stats, 0 },
 	{ "attach-xdp", do_attach_xdp, 0 },
 	{ "detach-xdp", do_detach_xdp, 0 },
+	{ "registry", do_registry, 0 },
+	{ "register", do_register, 0 },
+	{ "deregister", do_deregister, 0 },
 };
 
 void usage_to(FILE *out)
@@ -31,7 +34,7 @@ void usage_to(FILE *out)
 	fprintf(out,
 		"Usage: sluicectl [OPTIONS] OBJECT [ARGS]\n"
 		"\n"
-		"  sluicectl load [--cgroup PATH] [--no-conn-tracking] [--rl-clients N]\n"
+		"  sluicectl load [--cgroup PATH] [--no-conn-tracking] [--rl-clients N] [--xdp-flows N]\n"
 		"                                     load, pin and attach the datapath\n"
 		"  sluicectl unload                   detach and remove what load created\n"
 		"  sluicectl status                   what is loaded, attached where, which config is live\n"
@@ -43,11 +46,26 @@ void usage_to(FILE *out)
 		"                                     close one breaker by hand\n"
 		"  sluicectl stats [SERVICE]          per service: accepted, refused by reason, tokens,\n"
 		"                                     XDP packets and drops\n"
-		"  sluicectl attach-xdp IFACE [--mode native|generic]\n"
-		"                                     rate-limit at XDP on IFACE (native by default)\n"
+		"  sluicectl attach-xdp IFACE [--mode native|generic] [--no-forward]\n"
+		"                                     balance VIP traffic arriving on IFACE by direct\n"
+		"                                     server return and rate-limit it at XDP (native by\n"
+		"                                     default); --no-forward: limits and counters only\n"
 		"  sluicectl detach-xdp IFACE         remove it\n"
+		"  sluicectl registry put FILE [--replace] --registry redis://HOST:PORT\n"
+		"                                     write a registry document into Redis (--replace:\n"
+		"                                     remove the services it does not have)\n"
+		"  sluicectl registry get --registry redis://HOST:PORT\n"
+		"                                     print the document Redis holds\n"
+		"  sluicectl register SERVICE ADDR:PORT --registry redis://HOST:PORT [--ttl S]\n"
+		"            [--weight W] [--heartbeat]\n"
+		"                                     add an instance (--heartbeat: renew every ttl/3\n"
+		"                                     until SIGTERM/SIGINT, then deregister)\n"
+		"  sluicectl deregister SERVICE ADDR:PORT --registry redis://HOST:PORT\n"
+		"                                     remove an instance\n"
 		"\n"
 		"OPTIONS: -j|--json  -p|--pretty  -d|--debug  --pin-root DIR (default %s)\n"
+		"Redis: --registry URL (or SLUICE_REGISTRY), --redis-prefix P (sluice:),\n"
+		"       --redis-password-file F (or SLUICE_REDIS_PASSWORD[_FILE])\n"
 		"Objects may be abbreviated to any unambiguous prefix.\n",
 		SL_PIN_ROOT_DEFAULT);
 }
@@ -102,6 +120,41 @@ void usage(void)
 	usage_to(stderr);
 }
 
+/* A map size given on the command line: 1..2^24 entries. */
+static int parse_map_size(const char *flag, const char *arg, __u32 *out)
+{
+	char *end;
+	unsigned long n = strtoul(arg, &end, 10);
+
+	if (*end || !n || n > (1UL << 24)) {
+		fprintf(stderr, "sluicectl: %s: expected 1..16777216, got '%s'\n", flag, arg);
+		return -1;
+	}
+	*out = n;
+	return 0;
+}
+
+/* --ttl S (0..30 days) and --weight W (1..65535) of register. */
+static int parse_register_number(int opt, const char *v, struct ctl *c)
+{
+	unsigned long max = opt == 't' ? 2592000 : 65535, n;
+	char *end;
+
+	errno = 0;
+	n = strtoul(v, &end, 10);
+	if (errno || *end || !*v || n > max || (opt == 'w' && !n)) {
+		fprintf(stderr, "sluicectl: --%s: expected %s, got '%s'\n",
+			opt == 't' ? "ttl" : "weight",
+			opt == 't' ? "seconds 0..2592000" : "1..65535", v);
+		return -1;
+	}
+	if (opt == 't')
+		c->ttl = n;
+	else
+		c->weight = n;
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -111,9 +164,18 @@ int main(int argc, char **argv)
 		{ "dry-run", no_argument, NULL, 'n' },	    { "no-conn-tracking", no_argument, NULL, 'T' },
 		{ "rl-clients", required_argument, NULL, 'R' },
 		{ "mode", required_argument, NULL, 'M' },
+		{ "no-forward", no_argument, NULL, 'N' },
+		{ "xdp-flows", required_argument, NULL, 'F' },
+		{ "registry", required_argument, NULL, 'G' },
+		{ "redis-prefix", required_argument, NULL, 'K' },
+		{ "redis-password-file", required_argument, NULL, 'W' },
+		{ "ttl", required_argument, NULL, 't' },
+		{ "weight", required_argument, NULL, 'w' },
+		{ "heartbeat", no_argument, NULL, 'H' },
+		{ "replace", no_argument, NULL, 'X' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct ctl c = { .pin_root = SL_PIN_ROOT_DEFAULT };
+	struct ctl c = { .pin_root = SL_PIN_ROOT_DEFAULT, .ttl = -1 };
 	enum sl_log_level level = SL_LOG_INFO;
 	const struct cmd *cmd;
 	int opt, err;
@@ -144,18 +206,37 @@ int main(int argc, char **argv)
 		case 'M':
 			c.xdp_mode = optarg;
 			break;
-		case 'R': {
-			char *end;
-			unsigned long n = strtoul(optarg, &end, 10);
-
-			if (*end || !n || n > (1UL << 24)) {
-				fprintf(stderr, "sluicectl: --rl-clients: expected 1..16777216, got '%s'\n",
-					optarg);
-				return EXIT_USAGE;
-			}
-			c.rl_clients = n;
+		case 'N':
+			c.no_forward = 1;
 			break;
-		}
+		case 'F':
+			if (parse_map_size("--xdp-flows", optarg, &c.xdp_flows))
+				return EXIT_USAGE;
+			break;
+		case 'R':
+			if (parse_map_size("--rl-clients", optarg, &c.rl_clients))
+				return EXIT_USAGE;
+			break;
+		case 'G':
+			c.registry = optarg;
+			break;
+		case 'K':
+			c.redis_prefix = optarg;
+			break;
+		case 'W':
+			c.redis_password_file = optarg;
+			break;
+		case 't':
+		case 'w':
+			if (parse_register_number(opt, optarg, &c))
+				return EXIT_USAGE;
+			break;
+		case 'H':
+			c.heartbeat = 1;
+			break;
+		case 'X':
+			c.replace = 1;
+			break;
 		case 'h':
 			usage_to(stdout);
 			return EXIT_OK;
@@ -174,12 +255,23 @@ int main(int argc, char **argv)
 	cmd = find_cmd(argv[optind]);
 	if (!cmd)
 		return EXIT_USAGE;
-	if ((c.cgroup || c.no_conn_tracking || c.rl_clients) && !cmd->takes_load_opts) {
-		fprintf(stderr, "sluicectl: --cgroup, --no-conn-tracking and --rl-clients apply to 'load' only\n");
+	if ((c.cgroup || c.no_conn_tracking || c.rl_clients || c.xdp_flows) &&
+	    !cmd->takes_load_opts) {
+		fprintf(stderr, "sluicectl: --cgroup, --no-conn-tracking, --rl-clients and --xdp-flows apply to 'load' only\n");
 		return EXIT_USAGE;
 	}
-	if (c.xdp_mode && cmd->fn != do_attach_xdp) {
-		fprintf(stderr, "sluicectl: --mode applies to 'attach-xdp' only\n");
+	if ((c.xdp_mode || c.no_forward) && cmd->fn != do_attach_xdp) {
+		fprintf(stderr, "sluicectl: --mode and --no-forward apply to 'attach-xdp' only\n");
+		return EXIT_USAGE;
+	}
+	if ((c.registry || c.redis_prefix || c.redis_password_file) && cmd->fn != do_registry &&
+	    cmd->fn != do_register && cmd->fn != do_deregister) {
+		fprintf(stderr, "sluicectl: --registry and --redis-* apply to 'registry', 'register' "
+			"and 'deregister' only\n");
+		return EXIT_USAGE;
+	}
+	if ((c.ttl >= 0 || c.weight || c.heartbeat) && cmd->fn != do_register) {
+		fprintf(stderr, "sluicectl: --ttl, --weight and --heartbeat apply to 'register' only\n");
 		return EXIT_USAGE;
 	}
 	if (c.dry_run && cmd->fn != do_apply) {

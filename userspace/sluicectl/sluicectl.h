@@ -19,9 +19,19 @@ struct ctl {
 	int dry_run;
 	int no_conn_tracking;
 	__u32 rl_clients;
+	__u32 xdp_flows;
 	const char *xdp_mode;
+	int no_forward;
 	const char *pin_root;
 	const char *cgroup;
+	/* The Redis registry (registry, register, deregister). */
+	const char *registry;
+	const char *redis_prefix;
+	const char *redis_password_file;
+	long ttl;	/* -1: not given */
+	unsigned int weight; /* 0: not given */
+	int heartbeat;
+	int replace;
 	int argc; /* arguments after the object name */
 	char **argv;
 };
@@ -39,6 +49,9 @@ int do_breakers(struct ctl *c);
 int do_stats(struct ctl *c);
 int do_attach_xdp(struct ctl *c);
 int do_detach_xdp(struct ctl *c);
+int do_registry(struct ctl *c);
+int do_register(struct ctl *c);
+int do_deregister(struct ctl *c);
 
 /* Prints one JSON document on stdout (stolen reference). */
 void ctl_print_json(const struct ctl *c, json_t *doc);

@@ -69,12 +69,14 @@ static json_t *status_json(const char *pin_root, const struct sl_status *st,
 	json_t *xdp = json_array();
 
 	for (size_t i = 0; i < st->xdp_count; i++)
-		json_array_append_new(xdp, json_pack("{s:s,s:I,s:I,s:I,s:I}", "interface",
+		json_array_append_new(xdp, json_pack("{s:s,s:I,s:I,s:I,s:I,s:s,s:b}", "interface",
 						     st->xdp[i].ifname, "netns",
 						     (json_int_t)st->xdp[i].netns, "ifindex",
 						     (json_int_t)st->xdp[i].ifindex, "link_id",
 						     (json_int_t)st->xdp[i].link_id, "prog_id",
-						     (json_int_t)st->xdp[i].prog_id));
+						     (json_int_t)st->xdp[i].prog_id, "program",
+						     st->xdp[i].prog_name, "forward",
+						     !strcmp(st->xdp[i].prog_name, "sl_xdp")));
 	return json_pack("{s:s,s:b,s:b,s:o,s:o,s:o,s:o}", "pin_root", pin_root, "loaded",
 			 st->loaded, "conn_tracking", st->conn_tracking, "programs", progs,
 			 "maps", maps, "xdp", xdp, "generation", gen);
@@ -104,7 +106,8 @@ static void status_print(const char *pin_root, const struct sl_status *st,
 		       m->max_entries);
 	}
 	for (size_t i = 0; i < st->xdp_count; i++)
-		printf("xdp        sl_xdp on %s (netns %llu, ifindex %u, link %u, prog %u)\n",
+		printf("xdp        %s on %s (netns %llu, ifindex %u, link %u, prog %u)\n",
+		       st->xdp[i].prog_name[0] ? st->xdp[i].prog_name : "(unknown program)",
 		       st->xdp[i].ifname, (unsigned long long)st->xdp[i].netns, st->xdp[i].ifindex,
 		       st->xdp[i].link_id, st->xdp[i].prog_id);
 	if (!g) {

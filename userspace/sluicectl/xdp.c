@@ -11,14 +11,14 @@ static const char *mode_name(enum sl_xdp_mode m)
 	return m == SL_XDP_GENERIC ? "generic" : "native";
 }
 
-/* attach-xdp IFACE [--mode native|generic] */
+/* attach-xdp IFACE [--mode native|generic] [--no-forward] */
 int do_attach_xdp(struct ctl *c)
 {
 	enum sl_xdp_mode mode = SL_XDP_AUTO, used = SL_XDP_AUTO;
 	int err;
 
 	if (c->argc != 1) {
-		fprintf(stderr, "sluicectl: usage: attach-xdp IFACE [--mode native|generic]\n");
+		fprintf(stderr, "sluicectl: usage: attach-xdp IFACE [--mode native|generic] [--no-forward]\n");
 		return CTL_EUSAGE;
 	}
 	if (c->xdp_mode && !strcmp(c->xdp_mode, "native")) {
@@ -29,14 +29,15 @@ int do_attach_xdp(struct ctl *c)
 		fprintf(stderr, "sluicectl: --mode: native or generic, not '%s'\n", c->xdp_mode);
 		return CTL_EUSAGE;
 	}
-	err = sl_xdp_attach(c->pin_root, c->argv[0], mode, &used);
+	err = sl_xdp_attach(c->pin_root, c->argv[0], mode, !c->no_forward, &used);
 	if (err)
 		return err;
 	if (c->json)
-		ctl_print_json(c, json_pack("{s:s,s:s}", "interface", c->argv[0], "mode",
-					    mode_name(used)));
+		ctl_print_json(c, json_pack("{s:s,s:s,s:b}", "interface", c->argv[0], "mode",
+					    mode_name(used), "forward", !c->no_forward));
 	else
-		log_info("XDP attached to %s (%s mode)", c->argv[0], mode_name(used));
+		log_info("XDP attached to %s (%s mode, %s)", c->argv[0], mode_name(used),
+			 c->no_forward ? "limits only" : "limits and load balancing");
 	return 0;
 }
 

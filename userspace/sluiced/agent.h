@@ -10,6 +10,7 @@
 #include "lib/registry.h"
 #include "loop.h"
 #include "source_file.h"
+#include "source_redis.h"
 #include "status.h"
 
 struct MHD_Daemon;
@@ -22,6 +23,8 @@ struct agent {
 	struct sl_maps maps;
 	struct agent_status status;
 	struct source_file source;
+	struct source_redis *redis; /* the registry source when it is redis://, else NULL */
+	size_t adopted_services;    /* services the maps held at start */
 	struct health *health;
 	struct MHD_Daemon *http;
 	struct loop_watch http_watch;

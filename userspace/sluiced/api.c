@@ -27,6 +27,12 @@ struct request {
 	char *body;
 	size_t len;
 	int too_large;
+	/* A registry write awaiting Redis: the connection is suspended until it is answered. */
+	struct MHD_Connection *conn;
+	int waiting;
+	int answered;
+	unsigned int answer_status;
+	json_t *answer_body;
 };
 
 struct reply {
@@ -120,16 +126,20 @@ static void get_metrics(struct agent *a, struct reply *r)
 static void get_readyz(struct agent *a, struct reply *r)
 {
 	struct agent_status *st = &a->status;
-	int ready = st->last_sync_unix_ns && !st->degraded;
+	int ready = st->last_sync_unix_ns && !st->degraded && !st->stale;
+	/* Stale: the source lost its server; the maps hold what was last applied. */
+	json_t *since = st->stale ? json_real(st->stale_since_unix_ns / 1e9) : json_null();
 
 	reply_json(r, ready ? 200 : 503,
-		   json_pack("{s:b,s:s,s:s,s:s,s:I}", "ready", ready, "registry_source",
-			     a->cfg.registry, "registry",
+		   json_pack("{s:b,s:s,s:s,s:s,s:I,s:b,s:o}", "ready", ready, "registry_source",
+			     st->registry_source, "registry",
+			     st->stale		    ? "stale" :
 			     !st->last_sync_unix_ns ? "not_applied" :
 			     st->degraded	    ? "degraded" :
 						      "ok",
-			     "last_error", st->last_error, "generation",
-			     (json_int_t)a->generation));
+			     "last_error", st->stale ? st->stale_reason : st->last_error,
+			     "generation", (json_int_t)a->generation, "stale", st->stale,
+			     "stale_since", since));
 }
 
 /* /v1/services and /v1/services/{name}: the service views, each with its backends. */
@@ -221,22 +231,47 @@ static void post_breaker_reset(struct agent *a, const char *service, const char 
 	sl_state_free(&st);
 }
 
+/* Redis answered a registry write: the suspended request resumes with the answer. */
+static void on_write_done(void *ctx, unsigned int status, json_t *body)
+{
+	struct request *req = ctx;
+
+	req->answer_status = status;
+	req->answer_body = body;
+	req->answered = 1;
+	MHD_resume_connection(req->conn);
+}
+
 /* Registration writes to the registry source; a file source is not written through the API. */
-static void registry_write(struct agent *a, const struct request *req, int is_post,
+static void registry_write(struct agent *a, struct request *req, char **seg, int is_post,
 			   struct reply *r)
 {
+	json_t *doc = NULL, *now = NULL;
+	unsigned int status;
+
 	if (is_post) {
 		json_error_t jerr;
-		json_t *doc = json_loadb(req->body ? req->body : "", req->len, 0, &jerr);
 
+		doc = json_loadb(req->body ? req->body : "", req->len, 0, &jerr);
 		if (!doc) {
 			reply_error(r, 400, "invalid JSON: %s", jerr.text);
 			return;
 		}
-		json_decref(doc);
 	}
-	reply_error(r, 409, "the registry source %s is read-only through the API: edit the file",
-		    a->cfg.registry);
+	if (!a->redis) {
+		json_decref(doc);
+		reply_error(r, 409, "the registry source %s is read-only through the API: edit the "
+			    "file", a->cfg.registry);
+		return;
+	}
+	status = is_post ? source_redis_register(a->redis, doc, on_write_done, req, &now) :
+			   source_redis_deregister(a->redis, seg[2], seg[3], on_write_done, req,
+						   &now);
+	json_decref(doc);
+	if (status)
+		reply_json(r, status, now);
+	else
+		req->waiting = 1;
 }
 
 /* Splits "/v1/a/b/c" into at most max segments (in place); returns how many. */
@@ -253,7 +288,7 @@ static int split_path(char *path, char **seg, int max)
 }
 
 static void route(struct agent *a, struct MHD_Connection *conn, const char *url,
-		  const char *method, const struct request *req, struct reply *r)
+		  const char *method, struct request *req, struct reply *r)
 {
 	int get = !strcmp(method, "GET"), post = !strcmp(method, "POST");
 	int del = !strcmp(method, "DELETE");
@@ -285,7 +320,7 @@ static void route(struct agent *a, struct MHD_Connection *conn, const char *url,
 			get_services(a, seg[2], r);
 		else if ((n == 3 && post && !strcmp(seg[2], "register")) || (n == 4 && del)) {
 			if (authorized(a, conn, r))
-				registry_write(a, req, post, r);
+				registry_write(a, req, seg, post, r);
 		} else
 			reply_error(r, 405, "%s not allowed on %s", method, url);
 	} else if (n == 3 && !strcmp(seg[0], "v1") && !strcmp(seg[1], "health") &&
@@ -323,6 +358,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	(void)version;
 	if (!req) {
 		req = calloc(1, sizeof(*req));
+		if (req)
+			req->conn = conn;
 		*con_cls = req;
 		return req ? MHD_YES : MHD_NO;
 	}
@@ -342,7 +379,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		*upload_size = 0;
 		return MHD_YES;
 	}
-	route(a, conn, url, method, req, &r);
+	if (req->answered) {
+		reply_json(&r, req->answer_status, req->answer_body);
+		req->answer_body = NULL;
+	} else {
+		route(a, conn, url, method, req, &r);
+		if (req->waiting) {
+			MHD_suspend_connection(conn);
+			return MHD_YES;
+		}
+	}
 	if (r.fd > 0) {
 		resp = MHD_create_response_from_fd(r.len, r.fd); /* MHD closes it */
 		if (!resp)
@@ -376,6 +422,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	(void)conn;
 	(void)code;
 	if (req) {
+		json_decref(req->answer_body);
 		free(req->body);
 		free(req);
 	}
@@ -414,7 +461,8 @@ int api_start(struct agent *a)
 {
 	struct sockaddr_storage ss = { 0 };
 	const union MHD_DaemonInfo *info;
-	unsigned int flags = MHD_USE_EPOLL;
+	/* Suspend/resume: a registry write answers once Redis has confirmed it. */
+	unsigned int flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME;
 	struct sl_addr addr;
 	__u8 family;
 	__u16 port;

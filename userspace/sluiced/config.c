@@ -8,6 +8,8 @@
 
 #include "config.h"
 #include "lib/maps.h"
+#include "lib/redis_keys.h"
+#include "lib/redis_url.h"
 
 enum opt_id {
 	OPT_REGISTRY = 256,
@@ -22,6 +24,10 @@ enum opt_id {
 	OPT_NO_CONN_TRACKING,
 	OPT_RL_CLIENTS,
 	OPT_XDP_INTERFACES,
+	OPT_REDIS_PREFIX,
+	OPT_REDIS_PASSWORD_FILE,
+	OPT_REDIS_EMPTY_GRACE,
+	OPT_REDIS_RESYNC,
 };
 
 /* One setting: its flag, environment variable, config-file key and storage. */
@@ -32,11 +38,15 @@ struct setting {
 	const char *key;
 	size_t offset;
 	size_t size;
+	int numeric; /* the config file may give a number */
 };
 
 #define STR_SETTING(opt, flag, env, key, field) \
 	{ opt, flag, env, key, offsetof(struct agent_config, field), \
-	  sizeof(((struct agent_config *)0)->field) }
+	  sizeof(((struct agent_config *)0)->field), 0 }
+#define NUM_SETTING(opt, flag, env, key, field) \
+	{ opt, flag, env, key, offsetof(struct agent_config, field), \
+	  sizeof(((struct agent_config *)0)->field), 1 }
 
 static const struct setting settings[] = {
 	STR_SETTING(OPT_REGISTRY, "registry", "SLUICE_REGISTRY", "registry", registry),
@@ -47,19 +57,31 @@ static const struct setting settings[] = {
 		    api_token_file),
 	STR_SETTING(OPT_XDP_INTERFACES, "xdp-interfaces", "SLUICE_XDP_INTERFACES",
 		    "xdp_interfaces", xdp_interfaces),
+	STR_SETTING(OPT_REDIS_PREFIX, "redis-prefix", "SLUICE_REDIS_PREFIX", "redis_prefix",
+		    redis_prefix),
+	STR_SETTING(OPT_REDIS_PASSWORD_FILE, "redis-password-file", "SLUICE_REDIS_PASSWORD_FILE",
+		    "redis_password_file", redis_password_file),
+	NUM_SETTING(OPT_REDIS_EMPTY_GRACE, "redis-empty-grace", "SLUICE_REDIS_EMPTY_GRACE",
+		    "redis_empty_grace", redis_empty_grace),
+	NUM_SETTING(OPT_REDIS_RESYNC, "redis-resync-interval", "SLUICE_REDIS_RESYNC_INTERVAL",
+		    "redis_resync_interval", redis_resync_interval),
 };
 
 void config_usage(FILE *out)
 {
 	fprintf(out,
-		"Usage: sluiced [--registry file:PATH] [--pin-root DIR] [--cgroup PATH]\n"
+		"Usage: sluiced [--registry file:PATH|redis://...] [--pin-root DIR] [--cgroup PATH]\n"
 		"               [--listen ADDR:PORT] [--api-token-file F] [--config FILE]\n"
 		"               [--log-level error|warn|info|debug] [--log-format kv|json]\n"
 		"               [--cleanup-on-exit] [--no-conn-tracking] [--rl-clients N]\n"
-		"               [--xdp-interfaces PATTERN]\n"
+		"               [--xdp-interfaces PATTERN] [--redis-prefix P]\n"
+		"               [--redis-password-file F] [--redis-empty-grace S]\n"
+		"               [--redis-resync-interval S]\n"
 		"\n"
 		"  --registry SRC        where services come from: file:PATH, a JSON document or a\n"
-		"                        directory of them, watched with inotify (%s)\n"
+		"                        directory of them, watched with inotify (%s);\n"
+		"                        or redis://[user:password@]host[:port][/db], shared by a\n"
+		"                        fleet (rediss:// is refused: this build has no TLS)\n"
 		"  --pin-root DIR        pinned maps, programs and links (%s)\n"
 		"  --cgroup PATH         cgroup v2 directory to attach to if nothing is loaded yet\n"
 		"                        (default: the root of the cgroup v2 hierarchy)\n"
@@ -67,19 +89,31 @@ void config_usage(FILE *out)
 		"  --api-token-file F    bearer token for mutating API calls (or SLUICE_API_TOKEN)\n"
 		"  --config FILE         JSON object with the same settings: registry, pin_root,\n"
 		"                        cgroup, listen, api_token_file, log_level, log_format,\n"
-		"                        cleanup_on_exit, xdp_interfaces\n"
+		"                        cleanup_on_exit, xdp_interfaces, redis_prefix,\n"
+		"                        redis_password_file, redis_empty_grace,\n"
+		"                        redis_resync_interval\n"
 		"  --log-level LEVEL     (info)          --log-format kv|json (kv)\n"
 		"  --cleanup-on-exit     unload the datapath on SIGTERM (default: leave it running)\n"
 		"  --no-conn-tracking    when loading: no sockops, no breakers or live counts\n"
 		"  --rl-clients N        when loading: per-client rate-limit buckets (65536)\n"
 		"  --xdp-interfaces PAT  attach sl_xdp to interfaces whose names match PAT\n"
 		"                        (fnmatch, e.g. 'eth*'), now and as they appear\n"
+		"  --redis-prefix P      key prefix in Redis (%s)\n"
+		"  --redis-password-file F  AUTH password (or SLUICE_REDIS_PASSWORD); wins over\n"
+		"                        the URL's\n"
+		"  --redis-empty-grace S seconds an empty Redis (restarted without persistence) is\n"
+		"                        not believed: nothing is removed meanwhile (%s)\n"
+		"  --redis-resync-interval S  seconds between full resyncs, the safety net (%s)\n"
 		"\n"
 		"Environment: SLUICE_REGISTRY, SLUICE_PIN_ROOT, SLUICE_CGROUP, SLUICE_LISTEN,\n"
 		"SLUICE_API_TOKEN_FILE, SLUICE_API_TOKEN, SLUICE_LOG_LEVEL, SLUICE_LOG_FORMAT,\n"
-		"SLUICE_RL_CLIENTS, SLUICE_XDP_INTERFACES, SLUICE_CONFIG. Flags win over the environment, which wins over the config file.\n"
+		"SLUICE_RL_CLIENTS, SLUICE_XDP_INTERFACES, SLUICE_REDIS_PREFIX, SLUICE_REDIS_PASSWORD,\n"
+		"SLUICE_REDIS_PASSWORD_FILE, SLUICE_REDIS_EMPTY_GRACE, SLUICE_REDIS_RESYNC_INTERVAL,\n"
+		"SLUICE_CONFIG. Flags win over the environment, which wins over the config file.\n"
 		"Signals: SIGTERM/SIGINT stop (datapath stays), SIGHUP re-reads config and registry.\n",
-		SLUICED_REGISTRY_DEFAULT, SL_PIN_ROOT_DEFAULT, SLUICED_LISTEN_DEFAULT);
+		SLUICED_REGISTRY_DEFAULT, SL_PIN_ROOT_DEFAULT, SLUICED_LISTEN_DEFAULT,
+		SL_REDIS_PREFIX_DEFAULT, SLUICED_REDIS_EMPTY_GRACE_DEFAULT,
+		SLUICED_REDIS_RESYNC_DEFAULT);
 }
 
 static int set_string(char *dst, size_t size, const char *value, const char *what)
@@ -135,6 +169,11 @@ static int apply_file(struct agent_config *cfg, const char *path)
 				s = &settings[i];
 		if (!strcmp(key, "cleanup_on_exit") && json_is_boolean(v)) {
 			cfg->cleanup_on_exit = json_is_true(v);
+		} else if (s && s->numeric && json_is_number(v)) {
+			char num[32];
+
+			snprintf(num, sizeof(num), "%.17g", json_number_value(v));
+			err = set_string((char *)cfg + s->offset, s->size, num, key);
 		} else if (!json_is_string(v)) {
 			log_err("config %s: %s: must be a string", path, key);
 			err = -EINVAL;
@@ -213,6 +252,10 @@ static int apply_flags(struct agent_config *cfg, int argc, char **argv, int only
 		{ "no-conn-tracking", no_argument, NULL, OPT_NO_CONN_TRACKING },
 		{ "rl-clients", required_argument, NULL, OPT_RL_CLIENTS },
 		{ "xdp-interfaces", required_argument, NULL, OPT_XDP_INTERFACES },
+		{ "redis-prefix", required_argument, NULL, OPT_REDIS_PREFIX },
+		{ "redis-password-file", required_argument, NULL, OPT_REDIS_PASSWORD_FILE },
+		{ "redis-empty-grace", required_argument, NULL, OPT_REDIS_EMPTY_GRACE },
+		{ "redis-resync-interval", required_argument, NULL, OPT_REDIS_RESYNC },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -291,12 +334,91 @@ static int read_token(struct agent_config *cfg)
 	return 0;
 }
 
+/* Seconds (a decimal number) in [min_s, max_s], to milliseconds. */
+static int parse_seconds(const char *v, double min_s, double max_s, unsigned int *ms,
+			 const char *what)
+{
+	char *end;
+	double x;
+
+	errno = 0;
+	x = strtod(v, &end);
+	if (errno || end == v || *end || !(x >= min_s && x <= max_s)) {
+		log_err("%s: expected seconds in [%g, %g], got \"%s\"", what, min_s, max_s, v);
+		return -EINVAL;
+	}
+	*ms = (unsigned int)(x * 1000 + 0.5);
+	return 0;
+}
+
+/* The password from --redis-password-file, else SLUICE_REDIS_PASSWORD; "" if neither. */
+static int read_redis_password(struct agent_config *cfg)
+{
+	const char *env = getenv("SLUICE_REDIS_PASSWORD");
+	FILE *f;
+	size_t n;
+
+	cfg->redis_password[0] = '\0';
+	if (!cfg->redis_password_file[0]) {
+		if (env && *env)
+			return set_string(cfg->redis_password, sizeof(cfg->redis_password), env,
+					  "SLUICE_REDIS_PASSWORD");
+		return 0;
+	}
+	f = fopen(cfg->redis_password_file, "r");
+	if (!f) {
+		log_err("cannot read the Redis password file %s: %s", cfg->redis_password_file,
+			strerror(errno));
+		return -errno;
+	}
+	n = fread(cfg->redis_password, 1, sizeof(cfg->redis_password) - 1, f);
+	fclose(f);
+	cfg->redis_password[n] = '\0';
+	while (n && (cfg->redis_password[n - 1] == '\n' || cfg->redis_password[n - 1] == '\r'))
+		cfg->redis_password[--n] = '\0';
+	if (!n) {
+		log_err("the Redis password file %s is empty", cfg->redis_password_file);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* A registry that is not file:PATH must be a redis:// URL this build can use. */
+static int check_redis(struct agent_config *cfg)
+{
+	struct sl_redis_url u;
+	char err[512];
+
+	if (strncmp(cfg->registry, "redis://", 8) && strncmp(cfg->registry, "rediss://", 9)) {
+		log_err("registry \"%s\": unsupported source (file:PATH or "
+			"redis://[user:password@]host[:port][/db])", cfg->registry);
+		return -EINVAL;
+	}
+	if (sl_redis_url_parse(cfg->registry, &u, err, sizeof(err))) {
+		log_err("registry: %s", err);
+		return -EINVAL;
+	}
+	if (sl_redis_prefix_check(cfg->redis_prefix, err, sizeof(err))) {
+		log_err("--redis-prefix: %s", err);
+		return -EINVAL;
+	}
+	if (parse_seconds(cfg->redis_empty_grace, 0, 86400, &cfg->redis_empty_grace_ms,
+			  "--redis-empty-grace") ||
+	    parse_seconds(cfg->redis_resync_interval, 0.1, 86400, &cfg->redis_resync_ms,
+			  "--redis-resync-interval"))
+		return -EINVAL;
+	return read_redis_password(cfg);
+}
+
 static void config_defaults(struct agent_config *cfg)
 {
 	memset(cfg, 0, sizeof(*cfg));
 	strcpy(cfg->registry, SLUICED_REGISTRY_DEFAULT);
 	strcpy(cfg->pin_root, SL_PIN_ROOT_DEFAULT);
 	strcpy(cfg->listen, SLUICED_LISTEN_DEFAULT);
+	strcpy(cfg->redis_prefix, SL_REDIS_PREFIX_DEFAULT);
+	strcpy(cfg->redis_empty_grace, SLUICED_REDIS_EMPTY_GRACE_DEFAULT);
+	strcpy(cfg->redis_resync_interval, SLUICED_REDIS_RESYNC_DEFAULT);
 	cfg->log_level = SL_LOG_INFO;
 	cfg->log_style = SL_LOG_KV;
 }
@@ -319,9 +441,9 @@ int config_load(struct agent_config *cfg, int argc, char **argv)
 	if (err)
 		return err;
 	if (strncmp(cfg->registry, "file:", 5)) {
-		log_err("registry \"%s\": unsupported source (this build knows file:PATH)",
-			cfg->registry);
-		return -EINVAL;
+		err = check_redis(cfg);
+		if (err)
+			return err;
 	}
 	return read_token(cfg);
 }

@@ -13,9 +13,11 @@
 
 #define SLUICED_REGISTRY_DEFAULT "file:/etc/sluice/registry.json"
 #define SLUICED_LISTEN_DEFAULT "127.0.0.1:8090"
+#define SLUICED_REDIS_EMPTY_GRACE_DEFAULT "30"
+#define SLUICED_REDIS_RESYNC_DEFAULT "60"
 
 struct agent_config {
-	char registry[PATH_MAX]; /* "file:PATH" (a JSON file or a directory of them) */
+	char registry[PATH_MAX]; /* "file:PATH" (a JSON file or a directory of them), "redis://..." */
 	char pin_root[PATH_MAX];
 	char cgroup[PATH_MAX];	 /* "" = the root of the cgroup v2 hierarchy */
 	char listen[128];
@@ -28,6 +30,14 @@ struct agent_config {
 	int cleanup_on_exit;
 	int no_conn_tracking;
 	unsigned int rl_clients; /* sl_rl_client entries when loading; 0: as pinned / default */
+	/* The Redis source (README, "Redis registry"). */
+	char redis_prefix[65];
+	char redis_password_file[PATH_MAX];
+	char redis_password[512]; /* resolved: from the file, or SLUICE_REDIS_PASSWORD */
+	char redis_empty_grace[32]; /* seconds, as given */
+	char redis_resync_interval[32];
+	unsigned int redis_empty_grace_ms;
+	unsigned int redis_resync_ms;
 };
 
 /*

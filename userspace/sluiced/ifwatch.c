@@ -36,7 +36,7 @@ static int on_link(const struct nlmsghdr *nlh, void *data)
 		log_info("xdp: interface %s went away", name);
 		sl_xdp_detach(w->pin_root, name);
 	} else if (nlh->nlmsg_type == RTM_NEWLINK && !sl_xdp_attached(w->pin_root, name)) {
-		if (!sl_xdp_attach(w->pin_root, name, SL_XDP_AUTO, &used))
+		if (!sl_xdp_attach(w->pin_root, name, SL_XDP_AUTO, 1, &used))
 			log_info("xdp: attached to %s (%s mode)", name,
 				 used == SL_XDP_GENERIC ? "generic" : "native");
 	}

@@ -36,7 +36,17 @@ int agent_apply_registry(struct agent *a)
 	double seconds;
 	int ret;
 
-	ret = source_file_read(&a->source, &reg, err, sizeof(err));
+	if (a->redis) {
+		int skip = 0;
+
+		ret = source_redis_read(a->redis, &reg, &skip, err, sizeof(err));
+		if (!ret && skip) { /* what is applied already, and no repair asked for */
+			sl_registry_free(&reg);
+			return 0;
+		}
+	} else {
+		ret = source_file_read(&a->source, &reg, err, sizeof(err));
+	}
 	if (ret) {
 		set_degraded(a, err);
 		return ret;
@@ -52,6 +62,8 @@ int agent_apply_registry(struct agent *a)
 	a->status.last_error[0] = '\0';
 	a->status.last_sync_unix_ns = wall_ns();
 	a->generation = res.generation;
+	if (a->redis)
+		source_redis_applied(a->redis, &reg); /* keys it skipped keep it degraded */
 	for (size_t i = 0; i < res.change_count; i++) {
 		const struct sl_change *c = &res.changes[i];
 
@@ -85,7 +97,10 @@ static void on_signal(struct loop_watch *w, uint32_t events)
 			if (config_reload(&a->cfg, a->argc, a->argv))
 				log_err("configuration not reloaded; the previous one stays");
 			log_set_level(a->cfg.log_level);
-			agent_apply_registry(a);
+			if (a->redis)
+				source_redis_resync(a->redis);
+			else
+				agent_apply_registry(a);
 		} else {
 			log_info("signal %u: stopping", si.ssi_signo);
 			a->loop.stop = 1;
@@ -134,11 +149,34 @@ static int ensure_datapath(struct agent *a)
 	err = sl_maps_open(a->cfg.pin_root, &a->maps);
 	if (err)
 		return err;
-	if (!sl_generation_read(&a->maps, &g))
+	if (!sl_generation_read(&a->maps, &g)) {
 		a->generation = g.generation;
+		a->adopted_services = g.service_count;
+	}
 	log_info("datapath %s under %s, generation %llu in force",
 		 st.loaded ? "adopted" : "loaded", a->cfg.pin_root,
 		 (unsigned long long)a->generation);
+	return 0;
+}
+
+/* The Redis source applies once it is in step (an unreachable Redis leaves the maps alone). */
+static int open_redis(struct agent *a)
+{
+	struct source_redis_opts o = { .url = a->cfg.registry,
+				       .password = a->cfg.redis_password,
+				       .prefix = a->cfg.redis_prefix,
+				       .resync_ms = a->cfg.redis_resync_ms,
+				       .empty_grace_ms = a->cfg.redis_empty_grace_ms,
+				       .maps_services = a->adopted_services };
+	char err[512];
+
+	a->redis = source_redis_open(&o, &a->loop, &a->status, on_registry_changed, a, err,
+				     sizeof(err));
+	if (!a->redis) {
+		log_err("registry: %s", err);
+		return -EINVAL;
+	}
+	a->status.registry_source = source_redis_display(a->redis);
 	return 0;
 }
 
@@ -173,11 +211,17 @@ int main(int argc, char **argv)
 		err = -ENOMEM;
 		goto out;
 	}
-	err = source_file_open(&a.source, a.cfg.registry + strlen("file:"), &a.loop,
-			       on_registry_changed, &a);
-	if (err)
-		goto out;
-	agent_apply_registry(&a); /* a bad document leaves what is pinned in force */
+	if (!strncmp(a.cfg.registry, "file:", 5)) {
+		err = source_file_open(&a.source, a.cfg.registry + strlen("file:"), &a.loop,
+				       on_registry_changed, &a);
+		if (err)
+			goto out;
+		agent_apply_registry(&a); /* a bad document leaves what is pinned in force */
+	} else {
+		err = open_redis(&a);
+		if (err)
+			goto out;
+	}
 	if (a.cfg.xdp_interfaces[0]) {
 		err = ifwatch_start(&a.ifwatch, &a.loop, a.cfg.xdp_interfaces, a.cfg.pin_root);
 		if (err)
@@ -186,7 +230,7 @@ int main(int argc, char **argv)
 	err = api_start(&a);
 	if (err)
 		goto out;
-	log_info("serving on %s, registry %s", a.cfg.listen, a.cfg.registry);
+	log_info("serving on %s, registry %s", a.cfg.listen, a.status.registry_source);
 	while (!a.loop.stop) {
 		err = loop_run_once(&a.loop, api_timeout_ms(&a, 100));
 		if (err < 0)
@@ -196,9 +240,11 @@ int main(int argc, char **argv)
 	err = 0;
 out:
 	ifwatch_stop(&a.ifwatch);
+	source_redis_cancel_writes(a.redis);
 	api_stop(&a);
 	health_free(a.health);
 	source_file_close(&a.source);
+	source_redis_close(a.redis);
 	sl_maps_close(&a.maps);
 	if (!err && a.cfg.cleanup_on_exit) {
 		log_info("--cleanup-on-exit: removing the datapath under %s", a.cfg.pin_root);

@@ -351,6 +351,12 @@ static void write_agent(struct out *o, const struct agent_status *st)
 	out_gauge_u64(o, "sluice_registry_degraded",
 		      "1 when the last registry document was rejected and the previous one is still in force, else 0.",
 		      st->degraded ? 1 : 0);
+	out_gauge_u64(o, "sluice_registry_stale",
+		      "1 while the registry source has lost its server (Redis) and the maps keep the last state applied, else 0.",
+		      st->stale ? 1 : 0);
+	out_gauge_unix_ns(o, "sluice_registry_stale_since_timestamp_seconds",
+			  "Since when the registry source has been stale, in seconds since the Unix epoch (0: it is not).",
+			  st->stale ? st->stale_since_unix_ns : 0);
 
 	out_family(o, h, "histogram",
 		   "Time the agent took to validate a registry document and program it into the maps.");
@@ -438,6 +444,31 @@ static __u64 svc_xdp_syns(const struct metrics_service *s)
 	return s->xdp.syns;
 }
 
+static __u64 svc_xdp_forwarded(const struct metrics_service *s)
+{
+	return s->xdp.forwarded;
+}
+
+static __u64 svc_xdp_forwarded_bytes(const struct metrics_service *s)
+{
+	return s->xdp.forwarded_bytes;
+}
+
+static __u64 svc_xdp_new_flows(const struct metrics_service *s)
+{
+	return s->xdp.new_flows;
+}
+
+static __u64 svc_xdp_flow_hits(const struct metrics_service *s)
+{
+	return s->xdp.flow_hits;
+}
+
+static __u64 svc_xdp_flow_misses(const struct metrics_service *s)
+{
+	return s->xdp.flow_misses;
+}
+
 static const struct svc_family svc_families[] = {
 	{ "sluice_service_backends", "gauge",
 	  "Backends of the service in the maps.", svc_backends },
@@ -457,6 +488,18 @@ static const struct svc_family svc_families[] = {
 	  "Bytes of frames to the service's VIP seen by sl_xdp.", svc_xdp_bytes },
 	{ "sluice_xdp_syns_total", "counter",
 	  "TCP SYNs to the service's VIP seen by sl_xdp.", svc_xdp_syns },
+	{ "sluice_xdp_forwarded_total", "counter",
+	  "Packets to the service's VIP that sl_xdp forwarded to a backend.", svc_xdp_forwarded },
+	{ "sluice_xdp_forwarded_bytes_total", "counter",
+	  "Bytes of frames to the service's VIP that sl_xdp forwarded.", svc_xdp_forwarded_bytes },
+	{ "sluice_xdp_new_flows_total", "counter",
+	  "Flows to the service's VIP that sl_xdp gave a backend (TCP SYNs and flow-table misses).",
+	  svc_xdp_new_flows },
+	{ "sluice_xdp_flow_hits_total", "counter",
+	  "Packets to the service's VIP whose flow was in sl_xdp's flow table.", svc_xdp_flow_hits },
+	{ "sluice_xdp_flow_misses_total", "counter",
+	  "Non-SYN packets to the service's VIP whose flow was not in the flow table (evicted, or older than the table).",
+	  svc_xdp_flow_misses },
 };
 
 /* Why connect() to a service can fail; unhealthy only ever skips a backend. */
@@ -470,6 +513,7 @@ static void write_services(struct out *o, const struct metrics_snapshot *snap,
 {
 	const char *refused = "sluice_service_refused_total";
 	const char *xdp_dropped = "sluice_xdp_dropped_total";
+	const char *xdp_passed = "sluice_xdp_passed_total";
 	size_t refused_len = strlen(refused);
 
 	for (size_t f = 0; f < ARRAY_SIZE(svc_families); f++) {
@@ -498,6 +542,21 @@ static void write_services(struct out *o, const struct metrics_snapshot *snap,
 				continue;
 			out_series(o, xdp_dropped, strlen(xdp_dropped), l, l->svc[i], rname);
 			out_u64(o, snap->services[i].xdp.dropped[r]);
+			out_mem(o, "\n", 1);
+		}
+	}
+
+	out_family(o, xdp_passed, "counter",
+		   "Packets to the service's VIP that sl_xdp handed to the kernel's stack instead of forwarding, by reason.");
+	for (size_t i = 0; i < snap->count; i++) {
+		if (!l->svc[i].len)
+			continue;
+		for (unsigned int r = 0; r < SL_XDP_PASS_COUNT; r++) {
+			if (!sl_xdp_pass_name(r))
+				continue;
+			out_series(o, xdp_passed, strlen(xdp_passed), l, l->svc[i],
+				   sl_xdp_pass_name(r));
+			out_u64(o, snap->services[i].xdp.passed[r]);
 			out_mem(o, "\n", 1);
 		}
 	}
@@ -582,6 +641,21 @@ static __u64 be_health(const struct metrics_backend *b)
 	return b->health;
 }
 
+static __u64 be_xdp_packets(const struct metrics_backend *b)
+{
+	return b->xdp.packets;
+}
+
+static __u64 be_xdp_bytes(const struct metrics_backend *b)
+{
+	return b->xdp.bytes;
+}
+
+static __u64 be_xdp_new_flows(const struct metrics_backend *b)
+{
+	return b->xdp.new_flows;
+}
+
 static const struct be_family be_families[] = {
 	{ "sluice_backend_connections_selected_total", "counter",
 	  "Connections and datagrams sent to the backend.", be_selected },
@@ -606,6 +680,12 @@ static const struct be_family be_families[] = {
 	  "Connect failures in a row the backend's breaker has counted.", be_consecutive_failures },
 	{ "sluice_backend_health", "gauge",
 	  "Health check state of the backend: 0 unknown (not checked), 1 up, 2 down.", be_health },
+	{ "sluice_backend_xdp_packets_total", "counter",
+	  "Packets sl_xdp forwarded to the backend.", be_xdp_packets },
+	{ "sluice_backend_xdp_bytes_total", "counter",
+	  "Bytes of frames sl_xdp forwarded to the backend.", be_xdp_bytes },
+	{ "sluice_backend_xdp_new_flows_total", "counter",
+	  "Flows sl_xdp gave to the backend.", be_xdp_new_flows },
 };
 
 /* Why selection passes a backend over (none_usable is only counted against stale ids). */
@@ -799,6 +879,13 @@ static void take_be_stats(struct reader *r, __u32 pos, const void *value)
 	sum_percpu((__u64 *)s, value, sizeof(*s) / sizeof(__u64), r->ncpus);
 }
 
+static void take_xdp_be_stats(struct reader *r, __u32 pos, const void *value)
+{
+	struct sl_xdp_be_stats *s = &r->bes[pos].xdp;
+
+	sum_percpu((__u64 *)s, value, sizeof(*s) / sizeof(__u64), r->ncpus);
+}
+
 static void take_breaker(struct reader *r, __u32 pos, const void *value)
 {
 	const struct sl_breaker *b = value;
@@ -824,11 +911,14 @@ static int read_arrays(const struct sl_maps *m, struct reader *r, struct id_pos 
 	size_t svc_stats = (size_t)r->ncpus * sizeof(struct sl_svc_stats);
 	size_t xdp_stats = (size_t)r->ncpus * sizeof(struct sl_xdp_stats);
 	size_t be_stats = (size_t)r->ncpus * sizeof(struct sl_be_stats);
-	size_t widest = svc_stats > be_stats ? svc_stats : be_stats;
+	size_t xdp_be_stats = (size_t)r->ncpus * sizeof(struct sl_xdp_be_stats);
+	size_t sizes[] = { svc_stats, xdp_stats, be_stats, xdp_be_stats, sizeof(struct sl_breaker) };
+	size_t widest = 0;
 	int err;
 
-	if (widest < sizeof(struct sl_breaker))
-		widest = sizeof(struct sl_breaker);
+	for (size_t i = 0; i < ARRAY_SIZE(sizes); i++)
+		if (sizes[i] > widest)
+			widest = sizes[i];
 	r->chunk = BATCH_BYTES / widest;
 	if (r->chunk > BATCH_IDS)
 		r->chunk = BATCH_IDS;
@@ -857,6 +947,9 @@ static int read_arrays(const struct sl_maps *m, struct reader *r, struct id_pos 
 				 BPF_F_LOCK, be_ids, nbe, take_breaker);
 	if (!err)
 		err = read_array(r, m->live, "sl_live", sizeof(__s32), 0, be_ids, nbe, take_live);
+	if (!err)
+		err = read_array(r, m->xdp_be_stats, "sl_xdp_be_stats", xdp_be_stats, 0, be_ids, nbe,
+				 take_xdp_be_stats);
 	return err;
 }
 

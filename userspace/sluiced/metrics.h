@@ -26,6 +26,7 @@ struct metrics_backend {
 	__u32 consecutive_failures;
 	__u32 live;
 	struct sl_be_stats stats;
+	struct sl_xdp_be_stats xdp; /* what sl_xdp forwarded to it */
 };
 
 struct metrics_service {

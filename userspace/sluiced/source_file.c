@@ -25,6 +25,19 @@ static int is_json_name(const char *name)
 	return name[0] != '.' && n > 5 && !strcmp(name + n - 5, ".json");
 }
 
+/*
+ * Whether an event in the watched directory may have changed the source. A
+ * Kubernetes ConfigMap volume replaces its files by renaming the "..data"
+ * symlink (the file itself is a symlink through it), so for a single file
+ * that rename counts too.
+ */
+static int touches_source(const struct source_file *s, const char *name)
+{
+	if (!s->name[0])
+		return is_json_name(name);
+	return !strcmp(name, s->name) || !strcmp(name, "..data");
+}
+
 static void arm_debounce(struct source_file *s)
 {
 	struct itimerspec its = { .it_value.tv_nsec = DEBOUNCE_MS * 1000000L };
@@ -47,8 +60,7 @@ static void on_inotify(struct loop_watch *w, uint32_t events)
 
 			if (ev->mask & (IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED))
 				relevant = 1;
-			else if (ev->len && (s->name[0] ? !strcmp(ev->name, s->name) :
-							   is_json_name(ev->name)))
+			else if (ev->len && touches_source(s, ev->name))
 				relevant = 1;
 			p += sizeof(*ev) + ev->len;
 		}

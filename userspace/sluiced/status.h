@@ -20,6 +20,10 @@ struct agent_status {
 	double reconcile_seconds_sum;
 	__u64 reconcile_buckets[RECONCILE_BUCKETS]; /* cumulative, as Prometheus wants them */
 	__u64 start_unix_ns;
+	/* A source that follows a server (Redis): out of step since then, and why. */
+	int stale;
+	__u64 stale_since_unix_ns;
+	char stale_reason[256];
 };
 
 void status_observe_reconcile(struct agent_status *st, double seconds);
