@@ -143,6 +143,64 @@ static __always_inline int balance(struct xdp_md *ctx, const struct packet *p,
 	return action;
 }
 
+/* Whether the packet may be for a VIP (no false negatives; see struct sl_vip_filter). */
+static __always_inline int maybe_vip(const struct packet *p)
+{
+	__u32 zero = 0, a = sl_vip_filter_addr_bit(&p->dst), port = p->dport;
+	struct sl_vip_filter *f = bpf_map_lookup_elem(&sl_vip_filter, &zero);
+
+	if (!f)
+		return 1;
+	return (f->addr[(a >> 6) & (SL_VIP_FILTER_WORDS - 1)] >> (a & 63) & 1) &&
+	       (f->port[(port >> 6) & (SL_VIP_FILTER_WORDS - 1)] >> (port & 63) & 1);
+}
+
+/*
+ * A packet of a known flow whose backend's route is cached: forwarded on
+ * one hash lookup (the flow's), without the service's. A fresh cached route
+ * stands for "the backend still exists", so the service does too (a
+ * service's backends go with it). Returns the action, or -1 for the full path.
+ */
+static __always_inline int fast_forward(struct xdp_md *ctx, const struct packet *p)
+{
+	struct sl_flow_key key = {
+		.src = p->src, .dst = p->dst, .sport = p->sport, .dport = p->dport,
+		.proto = p->proto, .family = p->family,
+	};
+	struct sl_xdp_be_stats *bs;
+	struct sl_xdp_nexthop *nh;
+	struct sl_xdp_stats *st;
+	struct sl_flow *f;
+	__u32 id, svc_id, why;
+	int action;
+
+	f = bpf_map_lookup_elem(&sl_xdp_flows, &key);
+	if (!f)
+		return -1;
+	id = f->backend_id;
+	svc_id = f->svc_id;
+	nh = bpf_map_lookup_elem(&sl_xdp_nexthop, &id);
+	if (!nh || nh->expires <= bpf_jiffies64())
+		return -1;
+	st = bpf_map_lookup_elem(&sl_xdp_stats, &svc_id);
+	if (!st)
+		return -1;
+	action = dsr_forward(ctx, p, nh, &why);
+	if (action == XDP_PASS) /* unchanged: the full path counts why */
+		return -1;
+	st->packets++;
+	st->bytes += p->len;
+	st->flow_hits++;
+	st->forwarded++;
+	st->forwarded_bytes += p->len;
+	bs = bpf_map_lookup_elem(&sl_xdp_be_stats, &id);
+	if (bs) {
+		bs->packets++;
+		bs->bytes += p->len;
+	}
+	return action;
+}
+
 static __always_inline int edge(struct xdp_md *ctx, const int forward)
 {
 	struct sl_service *svc = NULL;
@@ -151,11 +209,28 @@ static __always_inline int edge(struct xdp_md *ctx, const int forward)
 	struct packet p = {};
 	__u32 svc_id = 0, zero = 0;
 	__u64 now = 0;
-	int syn;
+	int syn, vip;
 
 	if (parse_packet(ctx, &p))
 		return XDP_PASS;
-	if (p.l4) {
+	vip = p.l4 && maybe_vip(&p);
+	syn = p.proto == IPPROTO_TCP && (p.tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN;
+	/*
+	 * The common case first: a packet of an established flow, when no
+	 * per-source limit applies (its drops are counted by VIP, which needs the
+	 * service) and the frame is one the full path would forward as it is.
+	 */
+	if (forward && vip && !syn && p.l3_off == sizeof(struct ethhdr) &&
+	    p.l3_off + p.ip_len <= p.len) {
+		cfg = bpf_map_lookup_elem(&sl_xdp_cfg, &zero);
+		if (!cfg || !cfg->source_packets_per_second) {
+			int action = fast_forward(ctx, &p);
+
+			if (action >= 0)
+				return action;
+		}
+	}
+	if (vip) {
 		struct sl_svc_key key = {
 			.vip = p.dst, .port = p.dport, .proto = p.proto, .family = p.family,
 		};
@@ -181,7 +256,6 @@ static __always_inline int edge(struct xdp_md *ctx, const int forward)
 	}
 	if (!svc)
 		return XDP_PASS;
-	syn = p.proto == IPPROTO_TCP && (p.tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN;
 	if (syn) {
 		st->syns++;
 		if (svc->syn_per_second) {

@@ -215,6 +215,15 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } sl_xdp_be_stats SEC(".maps");
 
+/* 0 -> the VIP pre-filter (struct sl_vip_filter); written by the reconciler. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct sl_vip_filter);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sl_vip_filter SEC(".maps");
+
 /* backend id -> per-CPU cached FIB answer (egress, MACs, MTU); written by sl_xdp, emptied for a new id. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

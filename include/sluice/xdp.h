@@ -79,6 +79,29 @@ struct sl_xdp_be_stats {
 _Static_assert(sizeof(struct sl_xdp_be_stats) == 24, "ABI: sl_xdp_be_stats");
 
 /*
+ * Value of sl_vip_filter (ARRAY, one entry): a bit per hashed destination
+ * address and a bit per port that some VIP uses. A packet matching neither
+ * is no VIP's, and sl_xdp skips the service and flow lookups for it; a match
+ * may be a false positive, never a false negative (the reconciler writes
+ * the union of the old and new sets first, then the new one).
+ */
+#define SL_VIP_FILTER_WORDS 1024 /* 65,536 bits each */
+
+struct sl_vip_filter {
+	__u64 addr[SL_VIP_FILTER_WORDS];
+	__u64 port[SL_VIP_FILTER_WORDS]; /* by port in network order, as packets carry it */
+};
+
+/* The address's bit: the same fold on both sides of the ABI. */
+static inline __u32 sl_vip_filter_addr_bit(const struct sl_addr *a)
+{
+	__u32 x = a->words[0] ^ a->words[1] ^ a->words[2] ^ a->words[3];
+
+	x ^= x >> 16;
+	return x & 0xffff;
+}
+
+/*
  * Value of sl_xdp_nexthop (PERCPU_ARRAY indexed by backend id): what the
  * kernel's FIB said about reaching the backend, kept for a while so that a
  * packet does not pay for a FIB and neighbour lookup (a few hundred ns with

@@ -55,6 +55,7 @@
 #include "sluice/xdp.h"
 #include "xdp.skel.h"
 #include "../lib/pin_root.h"
+#include "../lib/vip_filter.h"
 
 #define BPFFS "/sys/fs/bpf"
 #define NS_PER_SEC 1000000000ULL
@@ -321,6 +322,8 @@ usage:
 	snprintf(svc.name, sizeof(svc.name), "bench");
 	if (bpf_map_update_elem(bpf_map__fd(skel->maps.sl_services), &key, &svc, BPF_NOEXIST))
 		die("sl_services update", errno);
+	if (vip_filter_add(bpf_map__fd(skel->maps.sl_vip_filter), &key))
+		die("sl_vip_filter update", errno);
 	if (bpf_map_update_elem(bpf_map__fd(skel->maps.sl_xdp_syn), &id, &full, BPF_ANY))
 		die("sl_xdp_syn update", errno);
 

@@ -67,6 +67,7 @@
 #include "sluice/xdp.h"
 #include "xdp.skel.h"
 #include "../lib/pin_root.h"
+#include "../lib/vip_filter.h"
 
 #define BPFFS "/sys/fs/bpf"
 #define NS_PER_SEC 1000000000ULL
@@ -232,6 +233,8 @@ static void fill_maps(void)
 	snprintf(svc.name, sizeof(svc.name), "bench");
 	if (bpf_map_update_elem(bpf_map__fd(skel->maps.sl_services), &key, &svc, BPF_NOEXIST))
 		die("sl_services update", errno);
+	if (vip_filter_add(bpf_map__fd(skel->maps.sl_vip_filter), &key))
+		die("sl_vip_filter update", errno);
 	for (__u32 i = 0; i < NBACKENDS; i++) {
 		struct sl_backend be = { 0 };
 		__u32 be_id = 1 + i;

@@ -56,6 +56,7 @@
 #include "sluice/xdp.h"
 #include "xdp.skel.h"
 #include "../lib/pin_root.h"
+#include "../lib/vip_filter.h"
 
 #define BPFFS "/sys/fs/bpf"
 #define NOT_COUNTED (-1)
@@ -859,7 +860,9 @@ static int put_service(int fd, int i)
 	val.syn_per_second = services[i].syn_rate;
 	val.syn_burst = services[i].syn_burst;
 	snprintf(val.name, sizeof(val.name), "%s", services[i].name);
-	return bpf_map_update_elem(fd, &key, &val, BPF_NOEXIST);
+	if (bpf_map_update_elem(fd, &key, &val, BPF_NOEXIST))
+		return -1;
+	return vip_filter_add(bpf_map__fd(skel->maps.sl_vip_filter), &key) ? -1 : 0;
 }
 
 static int group_setup(void **state)

@@ -63,6 +63,7 @@
 #include "sluice/xdp.h"
 #include "xdp.skel.h"
 #include "../lib/pin_root.h"
+#include "../lib/vip_filter.h"
 
 #define BPFFS "/sys/fs/bpf"
 #define NS_PER_SEC 1000000000ULL
@@ -2031,7 +2032,8 @@ static int fill_maps(void)
 		val.backend_count = count;
 		val.panic_threshold_pct = 0; /* never in panic */
 		snprintf(val.name, sizeof(val.name), "lb%u", services[i].id);
-		if (bpf_map_update_elem(map_fd(skel->maps.sl_services), &key, &val, BPF_NOEXIST)) {
+		if (bpf_map_update_elem(map_fd(skel->maps.sl_services), &key, &val, BPF_NOEXIST) ||
+		    vip_filter_add(map_fd(skel->maps.sl_vip_filter), &key)) {
 			snprintf(load_error, sizeof(load_error), "sl_services update: %s",
 				 strerror(errno));
 			return -1;

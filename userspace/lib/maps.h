@@ -38,6 +38,7 @@ struct sl_maps {
 	int xdp_be_stats;
 	int xdp_flows;
 	int xdp_nexthop;
+	int vip_filter;
 };
 
 /* Every pinned map by name, in the order of struct sl_maps' fields. */

@@ -13,6 +13,7 @@
 
 #include "batch.h"
 #include "reconcile.h"
+#include "vipfilter.h"
 #include "slots.h"
 #include "state.h"
 
@@ -898,9 +899,16 @@ int sl_reconcile(const struct sl_maps *m, const struct sl_registry *want, int dr
 	if (dry_run) {
 		res->generation = g.generation;
 	} else {
-		ret = flush_plan(&r);
+		/* Widened first, so sl_xdp never takes a VIP in force for none. */
+		ret = sl_vip_filter_widen(m, want);
+		if (ret)
+			snprintf(err, errlen, "cannot write sl_vip_filter: %s", strerror(-ret));
+		if (!ret)
+			ret = flush_plan(&r);
 		if (!ret)
 			ret = write_generation(&r, want);
+		if (!ret && (ret = sl_vip_filter_set(m, want)))
+			snprintf(err, errlen, "cannot write sl_vip_filter: %s", strerror(-ret));
 	}
 out:
 	if (ret && !err[0])
