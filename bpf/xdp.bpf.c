@@ -82,12 +82,9 @@ static __always_inline __u32 flow_new(const struct sl_flow_key *key, const struc
  * the backend, and a refill reads sl_backends.
  */
 static __always_inline int balance(struct xdp_md *ctx, const struct packet *p,
-				   const struct sl_service *svc, int syn, struct sl_xdp_stats *st)
+				   const struct sl_flow_key *key, const struct sl_service *svc, int syn,
+				   struct sl_xdp_stats *st)
 {
-	struct sl_flow_key key = {
-		.src = p->src, .dst = p->dst, .sport = p->sport, .dport = p->dport,
-		.proto = p->proto, .family = p->family,
-	};
 	struct sl_xdp_nexthop *nh = NULL;
 	struct sl_xdp_be_stats *bs;
 	__u32 id = 0, why = 0;
@@ -103,7 +100,7 @@ static __always_inline int balance(struct xdp_md *ctx, const struct packet *p,
 		return XDP_PASS;
 	}
 	if (!syn) {
-		id = flow_lookup(&key, svc);
+		id = flow_lookup(key, svc);
 		if (id) {
 			nh = nexthop_get(ctx, p, svc->id, id, &why);
 			if (!nh && why == NEXTHOP_GONE)
@@ -115,7 +112,7 @@ static __always_inline int balance(struct xdp_md *ctx, const struct packet *p,
 			st->flow_misses++;
 	}
 	if (!id) {
-		id = flow_new(&key, p, svc, st);
+		id = flow_new(key, p, svc, st);
 		if (!id) {
 			st->dropped[SL_XDP_DROP_NO_BACKEND]++;
 			return XDP_DROP;
@@ -161,12 +158,9 @@ static __always_inline int maybe_vip(const struct packet *p)
  * stands for "the backend still exists", so the service does too (a
  * service's backends go with it). Returns the action, or -1 for the full path.
  */
-static __always_inline int fast_forward(struct xdp_md *ctx, const struct packet *p)
+static __always_inline int fast_forward(struct xdp_md *ctx, const struct packet *p,
+					const struct sl_flow_key *key)
 {
-	struct sl_flow_key key = {
-		.src = p->src, .dst = p->dst, .sport = p->sport, .dport = p->dport,
-		.proto = p->proto, .family = p->family,
-	};
 	struct sl_xdp_be_stats *bs;
 	struct sl_xdp_nexthop *nh;
 	struct sl_xdp_stats *st;
@@ -174,7 +168,7 @@ static __always_inline int fast_forward(struct xdp_md *ctx, const struct packet 
 	__u32 id, svc_id, why;
 	int action;
 
-	f = bpf_map_lookup_elem(&sl_xdp_flows, &key);
+	f = bpf_map_lookup_elem(&sl_xdp_flows, key);
 	if (!f)
 		return -1;
 	id = f->backend_id;
@@ -206,6 +200,7 @@ static __always_inline int edge(struct xdp_md *ctx, const int forward)
 	struct sl_service *svc = NULL;
 	struct sl_xdp_stats *st;
 	struct sl_xdp_cfg *cfg;
+	struct sl_flow_key key = {};
 	struct packet p = {};
 	__u32 svc_id = 0, zero = 0;
 	__u64 now = 0;
@@ -213,7 +208,13 @@ static __always_inline int edge(struct xdp_md *ctx, const int forward)
 
 	if (parse_packet(ctx, &p))
 		return XDP_PASS;
+	cfg = bpf_map_lookup_elem(&sl_xdp_cfg, &zero);
 	vip = p.l4 && maybe_vip(&p);
+	if (vip) /* the flow's key, for the fast path and balance() alike */
+		key = (struct sl_flow_key){
+			.src = p.src, .dst = p.dst, .sport = p.sport, .dport = p.dport,
+			.proto = p.proto, .family = p.family,
+		};
 	syn = p.proto == IPPROTO_TCP && (p.tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN;
 	/*
 	 * The common case first: a packet of an established flow, when no
@@ -221,14 +222,11 @@ static __always_inline int edge(struct xdp_md *ctx, const int forward)
 	 * service) and the frame is one the full path would forward as it is.
 	 */
 	if (forward && vip && !syn && p.l3_off == sizeof(struct ethhdr) &&
-	    p.l3_off + p.ip_len <= p.len) {
-		cfg = bpf_map_lookup_elem(&sl_xdp_cfg, &zero);
-		if (!cfg || !cfg->source_packets_per_second) {
-			int action = fast_forward(ctx, &p);
+	    p.l3_off + p.ip_len <= p.len && (!cfg || !cfg->source_packets_per_second)) {
+		int action = fast_forward(ctx, &p, &key);
 
-			if (action >= 0)
-				return action;
-		}
+		if (action >= 0)
+			return action;
 	}
 	if (vip) {
 		struct sl_svc_key key = {
@@ -246,7 +244,6 @@ static __always_inline int edge(struct xdp_md *ctx, const int forward)
 	st->packets++;
 	st->bytes += p.len;
 
-	cfg = bpf_map_lookup_elem(&sl_xdp_cfg, &zero);
 	if (cfg && cfg->source_packets_per_second) {
 		now = bpf_ktime_get_ns();
 		if (!source_take(&p, cfg, now)) {
@@ -271,7 +268,7 @@ static __always_inline int edge(struct xdp_md *ctx, const int forward)
 		st->passed[SL_XDP_PASS_NOT_FORWARDING]++;
 		return XDP_PASS;
 	}
-	return balance(ctx, &p, svc, syn, st);
+	return balance(ctx, &p, &key, svc, syn, st);
 }
 
 SEC("xdp")

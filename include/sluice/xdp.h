@@ -101,6 +101,16 @@ static inline __u32 sl_vip_filter_addr_bit(const struct sl_addr *a)
 	return x & 0xffff;
 }
 
+/* Marks a VIP (address, port in network order) in the filter; the reconciler's and the tests' one way. */
+static inline void sl_vip_filter_mark(struct sl_vip_filter *f, const struct sl_addr *vip,
+				      __u16 port_be)
+{
+	__u32 a = sl_vip_filter_addr_bit(vip);
+
+	f->addr[(a >> 6) & (SL_VIP_FILTER_WORDS - 1)] |= 1ULL << (a & 63);
+	f->port[(port_be >> 6) & (SL_VIP_FILTER_WORDS - 1)] |= 1ULL << (port_be & 63);
+}
+
 /*
  * Value of sl_xdp_nexthop (PERCPU_ARRAY indexed by backend id): what the
  * kernel's FIB said about reaching the backend, kept for a while so that a

@@ -17,7 +17,7 @@
 static inline int vip_filter_add(int fd, const struct sl_svc_key *key)
 {
 	struct sl_vip_filter *f = calloc(1, sizeof(*f));
-	__u32 zero = 0, a = sl_vip_filter_addr_bit(&key->vip), port = key->port;
+	__u32 zero = 0;
 	int err = 0;
 
 	if (!f)
@@ -25,8 +25,7 @@ static inline int vip_filter_add(int fd, const struct sl_svc_key *key)
 	if (bpf_map_lookup_elem(fd, &zero, f))
 		err = -errno;
 	if (!err) {
-		f->addr[a >> 6] |= 1ULL << (a & 63);
-		f->port[port >> 6] |= 1ULL << (port & 63);
+		sl_vip_filter_mark(f, &key->vip, key->port);
 		if (bpf_map_update_elem(fd, &zero, f, BPF_ANY))
 			err = -errno;
 	}

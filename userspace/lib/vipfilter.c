@@ -6,19 +6,10 @@
 
 #include "vipfilter.h"
 
-static void set_bit(__u64 *words, __u32 bit)
-{
-	words[(bit >> 6) & (SL_VIP_FILTER_WORDS - 1)] |= 1ULL << (bit & 63);
-}
-
 void sl_vip_filter_fill(struct sl_vip_filter *f, const struct sl_registry *want)
 {
-	for (size_t i = 0; i < want->count; i++) {
-		const struct sl_svc_key *k = &want->services[i].key;
-
-		set_bit(f->addr, sl_vip_filter_addr_bit(&k->vip));
-		set_bit(f->port, k->port);
-	}
+	for (size_t i = 0; i < want->count; i++)
+		sl_vip_filter_mark(f, &want->services[i].key.vip, want->services[i].key.port);
 }
 
 static int write_filter(const struct sl_maps *m, const struct sl_registry *want, int widen)
