@@ -19,6 +19,7 @@
 #include "lib/parse.h"
 #include "lib/bucket.h"
 #include "lib/flow.h"
+#include "lib/flowtable.h"
 #include "lib/forward.h"
 
 /* One bucket per source; a new source starts full less the packet it sends now. */
@@ -48,30 +49,37 @@ static __always_inline int syn_take(const struct sl_service *svc, __u64 now)
 	return !b || bucket_take(&b->tat_ns, svc->syn_per_second, svc->syn_burst, now);
 }
 
-/* The backend of a known flow to svc, or 0. */
-static __always_inline __u32 flow_lookup(const struct sl_flow_key *key, const struct sl_service *svc)
+/* The backend of a known flow of hash h to svc, or 0. */
+static __always_inline __u32 flow_lookup(const struct sl_flow_key *key, __u64 h,
+					 const struct sl_service *svc, __u32 now)
 {
-	struct sl_flow *f = bpf_map_lookup_elem(&sl_xdp_flows, key);
+	struct sl_flow_bucket *b = flow_bucket(h);
+	struct flow_hit hit;
 
-	return f && f->svc_id == svc->id ? f->backend_id : 0;
+	if (!b || !flow_find(b, key, h, &hit) || hit.svc_id != svc->id)
+		return 0;
+	flow_seen(hit.way, now);
+	return hit.backend_id;
 }
 
-/* A backend for a new flow, remembered; 0 when none is usable. */
-static __always_inline __u32 flow_new(const struct sl_flow_key *key, const struct packet *p,
-				      const struct sl_service *svc, struct sl_xdp_stats *st)
+/* A backend for a new flow of hash h, remembered; 0 when none is usable. */
+static __always_inline __u32 flow_new(const struct sl_flow_key *key, __u64 h,
+				      const struct sl_service *svc, struct sl_xdp_stats *st,
+				      __u32 now)
 {
-	struct sl_flow fresh = { .svc_id = svc->id };
+	struct sl_flow_bucket *b = flow_bucket(h);
 	struct sl_xdp_be_stats *bs;
+	__u32 id = xdp_pick_backend(svc, h);
 
-	fresh.backend_id = xdp_pick_backend(svc, flow_hash(p));
-	if (!fresh.backend_id)
+	if (!id)
 		return 0;
-	bpf_map_update_elem(&sl_xdp_flows, key, &fresh, BPF_ANY);
+	if (b)
+		flow_remember(b, key, h, svc->id, id, now);
 	st->new_flows++;
-	bs = bpf_map_lookup_elem(&sl_xdp_be_stats, &fresh.backend_id);
+	bs = bpf_map_lookup_elem(&sl_xdp_be_stats, &id);
 	if (bs)
 		bs->new_flows++;
-	return fresh.backend_id;
+	return id;
 }
 
 /*
@@ -82,12 +90,12 @@ static __always_inline __u32 flow_new(const struct sl_flow_key *key, const struc
  * the backend, and a refill reads sl_backends.
  */
 static __always_inline int balance(struct xdp_md *ctx, const struct packet *p,
-				   const struct sl_flow_key *key, const struct sl_service *svc, int syn,
-				   struct sl_xdp_stats *st)
+				   const struct sl_flow_key *key, __u64 h, const struct sl_service *svc,
+				   int syn, struct sl_xdp_stats *st)
 {
 	struct sl_xdp_nexthop *nh = NULL;
 	struct sl_xdp_be_stats *bs;
-	__u32 id = 0, why = 0;
+	__u32 id = 0, why = 0, now = (__u32)bpf_jiffies64();
 	int action;
 
 	/* Checked before a flow is chosen, so that nothing is remembered for these. */
@@ -100,7 +108,7 @@ static __always_inline int balance(struct xdp_md *ctx, const struct packet *p,
 		return XDP_PASS;
 	}
 	if (!syn) {
-		id = flow_lookup(key, svc);
+		id = flow_lookup(key, h, svc, now);
 		if (id) {
 			nh = nexthop_get(ctx, p, svc->id, id, &why);
 			if (!nh && why == NEXTHOP_GONE)
@@ -112,7 +120,7 @@ static __always_inline int balance(struct xdp_md *ctx, const struct packet *p,
 			st->flow_misses++;
 	}
 	if (!id) {
-		id = flow_new(key, p, svc, st);
+		id = flow_new(key, h, svc, st, now);
 		if (!id) {
 			st->dropped[SL_XDP_DROP_NO_BACKEND]++;
 			return XDP_DROP;
@@ -159,35 +167,36 @@ static __always_inline int maybe_vip(const struct packet *p)
  * service's backends go with it). Returns the action, or -1 for the full path.
  */
 static __always_inline int fast_forward(struct xdp_md *ctx, const struct packet *p,
-					const struct sl_flow_key *key)
+					const struct sl_flow_key *key, __u64 h)
 {
+	struct sl_flow_bucket *b = flow_bucket(h);
 	struct sl_xdp_be_stats *bs;
 	struct sl_xdp_nexthop *nh;
 	struct sl_xdp_stats *st;
-	struct sl_flow *f;
-	__u32 id, svc_id, why;
+	struct flow_hit hit;
+	__u64 now;
+	__u32 why;
 	int action;
 
-	f = bpf_map_lookup_elem(&sl_xdp_flows, key);
-	if (!f)
+	if (!b || !flow_find(b, key, h, &hit))
 		return -1;
-	id = f->backend_id;
-	svc_id = f->svc_id;
-	nh = bpf_map_lookup_elem(&sl_xdp_nexthop, &id);
-	if (!nh || nh->expires <= bpf_jiffies64())
+	nh = bpf_map_lookup_elem(&sl_xdp_nexthop, &hit.backend_id);
+	now = bpf_jiffies64();
+	if (!nh || nh->expires <= now)
 		return -1;
-	st = bpf_map_lookup_elem(&sl_xdp_stats, &svc_id);
+	st = bpf_map_lookup_elem(&sl_xdp_stats, &hit.svc_id);
 	if (!st)
 		return -1;
 	action = dsr_forward(ctx, p, nh, &why);
 	if (action == XDP_PASS) /* unchanged: the full path counts why */
 		return -1;
+	flow_seen(hit.way, (__u32)now);
 	st->packets++;
 	st->bytes += p->len;
 	st->flow_hits++;
 	st->forwarded++;
 	st->forwarded_bytes += p->len;
-	bs = bpf_map_lookup_elem(&sl_xdp_be_stats, &id);
+	bs = bpf_map_lookup_elem(&sl_xdp_be_stats, &hit.backend_id);
 	if (bs) {
 		bs->packets++;
 		bs->bytes += p->len;
@@ -200,21 +209,23 @@ static __always_inline int edge(struct xdp_md *ctx, const int forward)
 	struct sl_service *svc = NULL;
 	struct sl_xdp_stats *st;
 	struct sl_xdp_cfg *cfg;
-	struct sl_flow_key key = {};
+	struct sl_flow_key key __attribute__((aligned(8))) = {};
 	struct packet p = {};
 	__u32 svc_id = 0, zero = 0;
-	__u64 now = 0;
+	__u64 now = 0, h = 0;
 	int syn, vip;
 
 	if (parse_packet(ctx, &p))
 		return XDP_PASS;
 	cfg = bpf_map_lookup_elem(&sl_xdp_cfg, &zero);
 	vip = p.l4 && maybe_vip(&p);
-	if (vip) /* the flow's key, for the fast path and balance() alike */
+	if (vip) { /* the flow's key and hash, for the fast path and balance() alike */
 		key = (struct sl_flow_key){
 			.src = p.src, .dst = p.dst, .sport = p.sport, .dport = p.dport,
 			.proto = p.proto, .family = p.family,
 		};
+		h = sl_flow_hash(&key);
+	}
 	syn = p.proto == IPPROTO_TCP && (p.tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN;
 	/*
 	 * The common case first: a packet of an established flow, when no
@@ -223,7 +234,7 @@ static __always_inline int edge(struct xdp_md *ctx, const int forward)
 	 */
 	if (forward && vip && !syn && p.l3_off == sizeof(struct ethhdr) &&
 	    p.l3_off + p.ip_len <= p.len && (!cfg || !cfg->source_packets_per_second)) {
-		int action = fast_forward(ctx, &p, &key);
+		int action = fast_forward(ctx, &p, &key, h);
 
 		if (action >= 0)
 			return action;
@@ -268,7 +279,7 @@ static __always_inline int edge(struct xdp_md *ctx, const int forward)
 		st->passed[SL_XDP_PASS_NOT_FORWARDING]++;
 		return XDP_PASS;
 	}
-	return balance(ctx, &p, &key, svc, syn, st);
+	return balance(ctx, &p, &key, h, svc, syn, st);
 }
 
 SEC("xdp")

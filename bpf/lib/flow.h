@@ -12,19 +12,8 @@
 #define SL_BPF_FLOW_H
 
 #include "maps.h"
-#include "hash.h"
 #include "parse.h"
 #include "select.h"
-
-/* The same on every CPU and every node: no seed. */
-static __always_inline __u64 flow_hash(const struct packet *p)
-{
-	__u32 s = p->src.words[0] ^ p->src.words[1] ^ p->src.words[2] ^ p->src.words[3];
-	__u32 d = p->dst.words[0] ^ p->dst.words[1] ^ p->dst.words[2] ^ p->dst.words[3];
-	__u64 ports = (__u64)p->sport << 32 | (__u64)p->dport << 16 | p->proto;
-
-	return mix64(((__u64)s << 32 | d) ^ mix64(ports));
-}
 
 struct xdp_pick {
 	__u32 svc_id;
@@ -81,7 +70,7 @@ static long xdp_scan_one(__u32 i, void *data)
 	return 0;
 }
 
-/* A backend id for a new flow of hash h to svc, or 0 when none is usable. */
+/* A backend id for a new flow of hash h (sl_flow_hash) to svc, or 0 when none is usable. */
 static __always_inline __u32 xdp_pick_backend(const struct sl_service *svc, __u64 h)
 {
 	struct xdp_pick x = { .svc_id = svc->id };

@@ -234,16 +234,15 @@ struct {
 } sl_xdp_nexthop SEC(".maps");
 
 /*
- * 5-tuple -> backend of every flow sl_xdp forwards. One LRU shared by all CPUs
- * (a veth or a NIC without RSS may run one flow's packets on any CPU); sized
- * at load (sluicectl load --xdp-flows). A per-CPU LRU list
- * (BPF_F_NO_COMMON_LRU) measured no faster here.
+ * The flow table of sl_xdp (sluice/flow.h): buckets of flows, shared by all
+ * CPUs (a veth or a NIC without RSS may run one flow's packets on any CPU);
+ * sized at load (sluicectl load --xdp-flows, flows / SL_FLOW_WAYS buckets).
  */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, SL_XDP_FLOWS_DEFAULT);
-	__type(key, struct sl_flow_key);
-	__type(value, struct sl_flow);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, SL_XDP_FLOWS_DEFAULT / SL_FLOW_WAYS);
+	__type(key, __u32);
+	__type(value, struct sl_flow_bucket);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } sl_xdp_flows SEC(".maps");
 

@@ -24,7 +24,7 @@
  *                   parse, VIP lookup, flow lookup, backend lookup, FIB lookup, L2
  *                   rewrite, XDP_REDIRECT
  *   new flow        sl_xdp, a SYN (a SYN always chooses anew): + Maglev slot lookup,
- *                   health and breaker checks, flow-table update; source ports
+ *                   health and breaker checks, flow-table write; source ports
  *                   cycle over 4,096 pre-built frames
  *   non-VIP         sl_xdp, a SYN to 10.96.2.99:80 (no service): parse, VIP lookup
  *                   miss, counters, XDP_PASS

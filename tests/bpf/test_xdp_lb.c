@@ -454,27 +454,24 @@ static bool backend_mac(__u32 id, __u8 *mac)
 	return false;
 }
 
-/*
- * lib/flow.h's flow_hash, mirrored: the same on every node, so a test can
- * say which slot a flow must land in. A change there shows up here.
- */
-static __u64 mix64(__u64 x)
+static void flow_key(const struct frame *f, struct sl_flow_key *k)
 {
-	x ^= x >> 33;
-	x *= 0xff51afd7ed558ccdULL;
-	x ^= x >> 33;
-	x *= 0xc4ceb9fe1a85ec53ULL;
-	x ^= x >> 33;
-	return x;
+	memset(k, 0, sizeof(*k));
+	k->src = f->src;
+	k->dst = f->dst;
+	k->sport = f->sport;
+	k->dport = f->dport;
+	k->proto = f->proto;
+	k->family = f->family == 4 ? SL_FAMILY_IPV4 : SL_FAMILY_IPV6;
 }
 
+/* The ABI's flow hash: the same on every node, so a test can say which slot a flow lands in. */
 static __u64 flow_hash(const struct frame *f)
 {
-	__u32 s = f->src.words[0] ^ f->src.words[1] ^ f->src.words[2] ^ f->src.words[3];
-	__u32 d = f->dst.words[0] ^ f->dst.words[1] ^ f->dst.words[2] ^ f->dst.words[3];
-	__u64 ports = (__u64)f->sport << 32 | (__u64)f->dport << 16 | f->proto;
+	struct sl_flow_key k;
 
-	return mix64(((__u64)s << 32 | d) ^ mix64(ports));
+	flow_key(f, &k);
+	return sl_flow_hash(&k);
 }
 
 /* The first choice of a table of n slots for frame f. */
@@ -614,44 +611,56 @@ static bool set_cfg(__u32 rate, __u32 burst)
 	return false;
 }
 
-static void flow_key(const struct frame *f, struct sl_flow_key *k)
+/* The way of f's bucket that holds its 5-tuple (whole, as the program checks it), or -1. */
+static int flow_way(const struct frame *f, struct sl_flow_bucket *b, __u32 *bucket)
 {
-	memset(k, 0, sizeof(*k));
-	k->src = f->src;
-	k->dst = f->dst;
-	k->sport = f->sport;
-	k->dport = f->dport;
-	k->proto = f->proto;
-	k->family = f->family == 4 ? SL_FAMILY_IPV4 : SL_FAMILY_IPV6;
+	struct sl_flow_key k;
+	__u64 h;
+
+	flow_key(f, &k);
+	h = sl_flow_hash(&k);
+	*bucket = sl_flow_bucket_of(h, SL_XDP_FLOWS_DEFAULT / SL_FLOW_WAYS);
+	if (bpf_map_lookup_elem(map_fd(skel->maps.sl_xdp_flows), bucket, b))
+		return -1;
+	for (int w = 0; w < SL_FLOW_WAYS; w++)
+		if (!memcmp(&b->way[w].key, &k, sizeof(k)) && b->way[w].backend_id &&
+		    b->way[w].check == sl_flow_check(h, b->way[w].backend_id, b->way[w].svc_id))
+			return w;
+	return -1;
 }
 
 /* sl_xdp_flows holds f's 5-tuple for backend be of service svc (be 0: holds nothing). */
 static bool assert_flow(const struct frame *f, __u32 svc, __u32 be)
 {
-	struct sl_flow_key k;
-	struct sl_flow v;
+	struct sl_flow_bucket b;
+	__u32 bucket;
+	int w = flow_way(f, &b, &bucket);
 	bool ok = true;
 
-	flow_key(f, &k);
-	if (bpf_map_lookup_elem(map_fd(skel->maps.sl_xdp_flows), &k, &v)) {
+	if (w < 0) {
 		if (!be)
 			return true;
-		print_message("  %s: no sl_xdp_flows entry for the frame's 5-tuple: %s\n",
-			      cur_case, strerror(errno));
+		print_message("  %s: no sl_xdp_flows entry for the frame's 5-tuple (bucket %u)\n",
+			      cur_case, bucket);
 		return false;
 	}
-	ok &= ASSERT_EQ(v.backend_id, be, "sl_xdp_flows backend_id");
+	ok &= ASSERT_EQ(b.way[w].backend_id, be, "sl_xdp_flows backend_id");
 	if (be)
-		ok &= ASSERT_EQ(v.svc_id, svc, "sl_xdp_flows svc_id");
+		ok &= ASSERT_EQ(b.way[w].svc_id, svc, "sl_xdp_flows svc_id");
 	return ok;
 }
 
+/* Frees f's way, as an eviction would. */
 static void delete_flow(const struct frame *f)
 {
-	struct sl_flow_key k;
+	struct sl_flow_bucket b;
+	__u32 bucket;
+	int w = flow_way(f, &b, &bucket);
 
-	flow_key(f, &k);
-	bpf_map_delete_elem(map_fd(skel->maps.sl_xdp_flows), &k);
+	if (w < 0)
+		return;
+	memset(&b.way[w], 0, sizeof(b.way[w]));
+	bpf_map_update_elem(map_fd(skel->maps.sl_xdp_flows), &bucket, &b, BPF_ANY);
 }
 
 /* --- counters ------------------------------------------------------------------------------ */
@@ -1072,6 +1081,66 @@ static void t_flow_table_swap(void **state)
 	delete_flow(&other);
 	ok &= expect_forward(&other, XDP_REDIRECT, SVC_FLOW, 52, MISS, lbout_mac, &want);
 	ok &= PUT_TABLE(SVC_FLOW, flow_all51, flow_list);
+	END();
+}
+
+/* A way two CPUs wrote at once (its check fails) is a miss, and the flow is written whole again. */
+static void t_flow_torn_way(void **state)
+{
+	struct frame syn, ack;
+	struct sl_flow_bucket b;
+	__u32 bucket;
+	int w;
+
+	BEGIN();
+	ok &= PUT_TABLE(SVC_FLOW, flow_all51, flow_list);
+	flow_frame(&syn, 42010, TCP_SYN);
+	flow_frame(&ack, 42010, TCP_ACK);
+	ok &= expect_forward(&syn, XDP_REDIRECT, SVC_FLOW, 51, NEW_SYN, lbout_mac, &want);
+	w = flow_way(&syn, &b, &bucket);
+	ok &= ASSERT_EQ(w >= 0, 1, "the syn's flow is in the table");
+	if (w >= 0) {
+		b.way[w].backend_id = 52; /* another flow's backend, the check left as it was */
+		ok &= ASSERT_EQ(!bpf_map_update_elem(map_fd(skel->maps.sl_xdp_flows), &bucket,
+						       &b, BPF_ANY), 1, "writing the torn way");
+		ok &= expect_forward(&ack, XDP_REDIRECT, SVC_FLOW, 51, MISS, lbout_mac, &want);
+		ok &= expect_forward(&ack, XDP_REDIRECT, SVC_FLOW, 51, HIT, lbout_mac, &want);
+	}
+	END();
+}
+
+/* A new flow in a full bucket takes the way seen longest ago; the others stay. */
+static void t_flow_bucket_full(void **state)
+{
+	static const __u32 ago[SL_FLOW_WAYS] = { 10, 20, 5000, 30 };
+	struct frame syn;
+	struct sl_flow_bucket b;
+	__u32 bucket, now;
+	int w;
+
+	BEGIN();
+	ok &= PUT_TABLE(SVC_FLOW, flow_all51, flow_list);
+	flow_frame(&syn, 42011, TCP_SYN);
+	ok &= expect_forward(&syn, XDP_REDIRECT, SVC_FLOW, 51, NEW_SYN, lbout_mac, &want);
+	w = flow_way(&syn, &b, &bucket);
+	ok &= ASSERT_EQ(w >= 0, 1, "the syn's flow is in the table");
+	if (w >= 0) {
+		now = b.way[w].seen; /* the program's jiffies */
+		for (int i = 0; i < SL_FLOW_WAYS; i++) {
+			b.way[i] = b.way[w];
+			b.way[i].key.sport = htons(1000 + i);
+			b.way[i].seen = now - ago[i];
+		}
+		ok &= ASSERT_EQ(!bpf_map_update_elem(map_fd(skel->maps.sl_xdp_flows), &bucket,
+						       &b, BPF_ANY), 1, "filling the bucket");
+		ok &= expect_forward(&syn, XDP_REDIRECT, SVC_FLOW, 51, NEW_SYN, lbout_mac, &want);
+		ok &= ASSERT_EQ(flow_way(&syn, &b, &bucket), 2, "the way the syn took");
+		for (int i = 0; i < SL_FLOW_WAYS; i++)
+			if (i != 2)
+				ok &= ASSERT_EQ(ntohs(b.way[i].key.sport), 1000 + i, "a way kept");
+		memset(&b, 0, sizeof(b));
+		bpf_map_update_elem(map_fd(skel->maps.sl_xdp_flows), &bucket, &b, BPF_ANY);
+	}
 	END();
 }
 
@@ -2149,6 +2218,8 @@ static const struct {
 	{ "tcp4 syns from 64 source ports: each to its slot's backend, both used", t_spread },
 	{ "flow table: the ack of a flow hits it, same backend", t_flow_hit },
 	{ "flow table: a new table keeps an existing flow; a syn picks anew", t_flow_table_swap },
+	{ "flow table: a way two cpus wrote at once is a miss, then written whole", t_flow_torn_way },
+	{ "flow table: a full bucket gives a new flow its least recently seen way", t_flow_bucket_full },
 	{ "flow table: a flow whose backend was deleted is chosen anew", t_flow_backend_gone },
 	{ "flow table: a flow whose backend id now serves another service is chosen anew",
 	  t_flow_backend_moved },

@@ -16,6 +16,7 @@
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
 
+#include "sluice/flow.h"
 #include "log.h"
 #include "loader.h"
 #include "maps.h"
@@ -292,12 +293,13 @@ static int set_rodata(struct bpf_object *obj, const char *var, const void *val, 
 static int unload_obj(const struct datapath_obj *d, const char *pin_root, int maps, int *removed);
 
 /*
- * The size of an LRU sized at load (sl_rl_client, sl_xdp_flows): every object
- * must create or reuse it with the pinned size, so an unasked-for size follows
- * the pin; a different size asked for needs an unload first.
+ * The size of a table sized at load (sl_rl_client, sl_xdp_flows), in entries:
+ * every object must create or reuse it with the pinned size, so an
+ * unasked-for size follows the pin; a different size asked for needs an
+ * unload first. *size is the size in force.
  */
-static int size_lru(struct bpf_object *obj, const char *pin_root, const char *name, __u32 want,
-		    __u32 fallback)
+static int size_map(struct bpf_object *obj, const char *pin_root, const char *name, __u32 want,
+		    __u32 fallback, __u32 *size, __u32 per_entry, const char *unit)
 {
 	struct bpf_map *map = bpf_object__find_map_by_name(obj, name);
 	__u32 pinned = 0;
@@ -306,6 +308,7 @@ static int size_lru(struct bpf_object *obj, const char *pin_root, const char *na
 	char path[PATH_MAX];
 	int fd;
 
+	*size = 0;
 	if (!map)
 		return 0;
 	if (!sl_pin_path(path, sizeof(path), pin_root, name) && (fd = bpf_obj_get(path)) >= 0) {
@@ -315,19 +318,51 @@ static int size_lru(struct bpf_object *obj, const char *pin_root, const char *na
 		close(fd);
 	}
 	if (want && pinned && want != pinned) {
-		log_err("%s is pinned with %u entries, not %u: 'sluicectl unload' first to resize it",
-			name, pinned, want);
+		log_err("%s is pinned for %llu %s, not %llu: 'sluicectl unload' first to resize it",
+			name, (unsigned long long)pinned * per_entry, unit,
+			(unsigned long long)want * per_entry);
 		return -EEXIST;
 	}
-	return bpf_map__set_max_entries(map, want ? want : pinned ? pinned : fallback);
+	*size = want ? want : pinned ? pinned : fallback;
+	return bpf_map__set_max_entries(map, *size);
 }
 
-static int size_lrus(struct bpf_object *obj, const struct sl_load_opts *o)
+/* The flow table's buckets for --xdp-flows N: N / SL_FLOW_WAYS, up to a power of two. */
+static __u32 flow_buckets_for(__u32 flows)
 {
-	int err = size_lru(obj, o->pin_root, "sl_rl_client", o->rl_clients, SL_RL_CLIENTS_DEFAULT);
+	__u32 buckets = SL_FLOW_WAYS > flows ? 1 : flows / SL_FLOW_WAYS, p = 1;
 
-	return err ? err : size_lru(obj, o->pin_root, "sl_xdp_flows", o->xdp_flows,
-				    SL_XDP_FLOWS_DEFAULT);
+	if (!flows)
+		return 0;
+	while (p < buckets)
+		p <<= 1;
+	return p;
+}
+
+static int size_tables(struct bpf_object *obj, const struct sl_load_opts *o)
+{
+	__u32 size, buckets;
+	int err = size_map(obj, o->pin_root, "sl_rl_client", o->rl_clients, SL_RL_CLIENTS_DEFAULT,
+			   &size, 1, "clients");
+
+	if (!err)
+		err = size_map(obj, o->pin_root, "sl_xdp_flows", flow_buckets_for(o->xdp_flows),
+			       SL_XDP_FLOWS_DEFAULT / SL_FLOW_WAYS, &buckets, SL_FLOW_WAYS, "flows");
+	if (err || !bpf_object__find_map_by_name(obj, "sl_xdp_flows"))
+		return err;
+	/* A table pinned at another size than a power of two is not this version's. */
+	if (buckets & (buckets - 1)) {
+		log_err("sl_xdp_flows is pinned with %u buckets, not a power of two: 'sluicectl unload' first",
+			buckets);
+		return -EINVAL;
+	}
+	/* Every object defines the map (bpf/lib/maps.h); only the XDP one indexes it. */
+	err = set_rodata(obj, "flow_buckets", &buckets, sizeof(buckets));
+	if (err == -ENOENT)
+		return 0;
+	if (err)
+		log_err("cannot set flow_buckets in the xdp object: %s", strerror(-err));
+	return err;
 }
 
 /* Loads one object and pins and attaches each of its programs. */
@@ -352,7 +387,7 @@ static int load_obj(const struct datapath_obj *d, const struct sl_load_opts *o, 
 			goto out;
 		}
 	}
-	err = size_lrus(obj, o);
+	err = size_tables(obj, o);
 	if (err)
 		goto out;
 	err = bpf_object__load(obj);
@@ -807,7 +842,7 @@ int sl_xdp_attach(const char *pin_root, const char *ifname, enum sl_xdp_mode mod
 		err = -errno;
 		goto out;
 	}
-	err = size_lrus(obj, &o);
+	err = size_tables(obj, &o);
 	if (!err)
 		err = bpf_object__load(obj);
 	if (err) {
