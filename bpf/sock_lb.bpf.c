@@ -114,9 +114,9 @@ static __always_inline __u64 client_identity(struct bpf_sock_addr *ctx)
 			h = (__u64)sk->src_ip6[0] ^ sk->src_ip6[1] ^ sk->src_ip6[2] ^
 			    ((__u64)sk->src_ip6[3] << 32);
 		if (h || sk->src_port)
-			return mix64(h ^ ((__u64)sk->src_port << 48) ^ 0x5f3759df);
+			return sl_mix64(h ^ ((__u64)sk->src_port << 48) ^ 0x5f3759df);
 	}
-	return mix64(bpf_get_netns_cookie(ctx));
+	return sl_mix64(bpf_get_netns_cookie(ctx));
 }
 
 static __always_inline void remember_vip(struct bpf_sock_addr *ctx, const struct sock_target *vip,

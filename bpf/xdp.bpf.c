@@ -4,7 +4,7 @@
  * source address and TCP SYNs per second per VIP, dropped before the stack
  * allocates anything; packets to a VIP:port balanced over the service's
  * backends by direct server return (lib/forward.h), each flow kept on its
- * backend by an LRU flow table; packets and bytes counted per VIP and per
+ * backend by a flow table (lib/flowtable.h); packets and bytes counted per VIP and per
  * backend. Everything else (ARP, other ethertypes, frames cut short, other
  * protocols, fragments, non-VIP traffic) is passed untouched.
  *

@@ -10,7 +10,7 @@
 #define SL_BPF_SELECT_H
 
 #include "maps.h"
-#include "hash.h"
+#include "sluice/hash.h"
 #include "breaker.h"
 
 /* What select_backend decided. */

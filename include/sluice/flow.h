@@ -14,6 +14,7 @@
 #define SLUICE_FLOW_H
 
 #include "types.h"
+#include "hash.h"
 
 #define SL_XDP_FLOWS_DEFAULT 262144 /* flows; `sluicectl load --xdp-flows N` */
 #define SL_FLOW_WAYS 4
@@ -53,17 +54,6 @@ struct sl_flow_bucket {
 };
 _Static_assert(sizeof(struct sl_flow_bucket) == 256, "ABI: sl_flow_bucket");
 
-/* Murmur3's 64-bit finaliser. */
-static inline __u64 sl_flow_mix64(__u64 x)
-{
-	x ^= x >> 33;
-	x *= 0xff51afd7ed558ccdULL;
-	x ^= x >> 33;
-	x *= 0xc4ceb9fe1a85ec53ULL;
-	x ^= x >> 33;
-	return x;
-}
-
 /*
  * A flow's hash: the same on every CPU and every node (no seed), so nodes
  * agree on a new flow's backend (its low word picks the Maglev slot).
@@ -74,7 +64,7 @@ static inline __u64 sl_flow_hash(const struct sl_flow_key *k)
 	__u32 d = k->dst.words[0] ^ k->dst.words[1] ^ k->dst.words[2] ^ k->dst.words[3];
 	__u64 ports = (__u64)k->sport << 32 | (__u64)k->dport << 16 | k->proto;
 
-	return sl_flow_mix64(((__u64)s << 32 | d) ^ sl_flow_mix64(ports));
+	return sl_mix64(((__u64)s << 32 | d) ^ sl_mix64(ports));
 }
 
 /* The bucket of a flow of hash h in a table of `buckets` buckets (a power of two). */

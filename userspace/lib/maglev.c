@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sluice/hash.h"
 #include "maglev.h"
 
 #define HASH_P1 0x9e3779b97f4a7c15ULL
@@ -24,17 +25,6 @@ static const __u32 maglev_primes[] = { 1021, 2053, 4099, 8191, 16381, 32771, 655
 static inline __u64 rotl64(__u64 x, unsigned int r)
 {
 	return (x << r) | (x >> (64 - r));
-}
-
-/* MurmurHash3's 64-bit finaliser: every input bit affects every output bit. */
-static inline __u64 fmix64(__u64 k)
-{
-	k ^= k >> 33;
-	k *= 0xff51afd7ed558ccdULL;
-	k ^= k >> 33;
-	k *= 0xc4ceb9fe1a85ec53ULL;
-	k ^= k >> 33;
-	return k;
 }
 
 /*
@@ -71,7 +61,7 @@ __u64 sl_hash64(const void *data, size_t len, __u64 seed)
 		h = hash_round(h, load_le(p, 8));
 	if (rest)
 		h = hash_round(h, load_le(p, rest) ^ ((__u64)rest << 56));
-	return fmix64(h ^ seed);
+	return sl_mix64(h ^ seed);
 }
 
 __u32 sl_maglev_size(size_t n)
