@@ -619,7 +619,7 @@ static int flow_way(const struct frame *f, struct sl_flow_bucket *b, __u32 *buck
 
 	flow_key(f, &k);
 	h = sl_flow_hash(&k);
-	*bucket = sl_flow_bucket_of(h, SL_XDP_FLOWS_DEFAULT / SL_FLOW_WAYS);
+	*bucket = sl_flow_bucket_of(h, bpf_map__max_entries(skel->maps.sl_xdp_flows));
 	if (bpf_map_lookup_elem(map_fd(skel->maps.sl_xdp_flows), bucket, b))
 		return -1;
 	for (int w = 0; w < SL_FLOW_WAYS; w++)

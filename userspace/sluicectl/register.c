@@ -92,6 +92,29 @@ static int check_service(struct ctl_redis *r, const struct instance *in)
 	return 0;
 }
 
+/*
+ * Ends a transaction that MULTI and a command on the instance's key began:
+ * set_cmd (SADD or SREM) on its service's set, PUBLISH, EXEC, then reads
+ * the replies. err: what beginning it returned. *exec: EXEC's reply, or NULL.
+ */
+static int end_instance_txn(struct ctl_redis *r, const struct instance *in, const char *set_cmd,
+			    int err, redisReply **exec)
+{
+	*exec = NULL;
+	if (!err)
+		err = ctl_redis_append(r, "%s %s %s", set_cmd, in->set, in->id);
+	if (!err)
+		err = ctl_redis_append(r, "PUBLISH %s %s", in->chan, in->msg);
+	if (!err)
+		err = ctl_redis_append(r, "EXEC");
+	if (!err)
+		err = ctl_redis_drain(r, 4, "MULTI");
+	if (err && r->c->err)
+		return err;
+	*exec = ctl_redis_next(r, "EXEC");
+	return *exec ? err : -EIO;
+}
+
 /* SET (with EX when ttl), SADD, PUBLISH, in one transaction. */
 static int write_instance(struct ctl_redis *r, const struct instance *in)
 {
@@ -106,21 +129,10 @@ static int write_instance(struct ctl_redis *r, const struct instance *in)
 		err = ctl_redis_append(r, "SET %s %s EX %u", in->key, value, in->ttl);
 	else if (!err)
 		err = ctl_redis_append(r, "SET %s %s", in->key, value);
-	if (!err)
-		err = ctl_redis_append(r, "SADD %s %s", in->set, in->id);
-	if (!err)
-		err = ctl_redis_append(r, "PUBLISH %s %s", in->chan, in->msg);
-	if (!err)
-		err = ctl_redis_append(r, "EXEC");
 	free(value);
-	if (!err)
-		err = ctl_redis_drain(r, 4, "MULTI");
-	if (err && r->c->err)
-		return err;
-	exec = ctl_redis_next(r, "EXEC");
-	if (!exec)
-		return -EIO;
-	freeReplyObject(exec);
+	err = end_instance_txn(r, in, "SADD", err, &exec);
+	if (exec)
+		freeReplyObject(exec);
 	return err;
 }
 
@@ -128,24 +140,13 @@ static int write_instance(struct ctl_redis *r, const struct instance *in)
 static int remove_instance(struct ctl_redis *r, const struct instance *in, int *existed)
 {
 	redisReply *exec;
-	int err;
+	int err = ctl_redis_append(r, "MULTI");
 
-	err = ctl_redis_append(r, "MULTI");
 	if (!err)
 		err = ctl_redis_append(r, "DEL %s", in->key);
-	if (!err)
-		err = ctl_redis_append(r, "SREM %s %s", in->set, in->id);
-	if (!err)
-		err = ctl_redis_append(r, "PUBLISH %s %s", in->chan, in->msg);
-	if (!err)
-		err = ctl_redis_append(r, "EXEC");
-	if (!err)
-		err = ctl_redis_drain(r, 4, "MULTI");
-	if (err && r->c->err)
-		return err;
-	exec = ctl_redis_next(r, "EXEC");
+	err = end_instance_txn(r, in, "SREM", err, &exec);
 	if (!exec)
-		return -EIO;
+		return err;
 	*existed = exec->type == REDIS_REPLY_ARRAY && exec->elements >= 2 &&
 		   (exec->element[0]->integer || exec->element[1]->integer);
 	freeReplyObject(exec);
