@@ -76,7 +76,7 @@ static __always_inline __u32 flow_new(const struct sl_flow_key *key, __u64 h,
 	if (b)
 		flow_remember(b, key, h, svc->id, id, now);
 	st->new_flows++;
-	bs = bpf_map_lookup_elem(&sl_xdp_be_stats, &id);
+	bs = xdp_be_stats_of(id);
 	if (bs)
 		bs->new_flows++;
 	return id;
@@ -140,7 +140,7 @@ static __always_inline int balance(struct xdp_md *ctx, const struct packet *p,
 	}
 	st->forwarded++;
 	st->forwarded_bytes += p->len;
-	bs = bpf_map_lookup_elem(&sl_xdp_be_stats, &id);
+	bs = xdp_be_stats_of(id);
 	if (bs) {
 		bs->packets++;
 		bs->bytes += p->len;
@@ -180,11 +180,11 @@ static __always_inline int fast_forward(struct xdp_md *ctx, const struct packet 
 
 	if (!b || !flow_find(b, key, h, &hit))
 		return -1;
-	nh = bpf_map_lookup_elem(&sl_xdp_nexthop, &hit.backend_id);
+	nh = xdp_nexthop_of(hit.backend_id);
 	now = bpf_jiffies64();
 	if (!nh || nh->expires <= now)
 		return -1;
-	st = bpf_map_lookup_elem(&sl_xdp_stats, &hit.svc_id);
+	st = xdp_stats_of(hit.svc_id);
 	if (!st)
 		return -1;
 	action = dsr_forward(ctx, p, nh, &why);
@@ -196,7 +196,7 @@ static __always_inline int fast_forward(struct xdp_md *ctx, const struct packet 
 	st->flow_hits++;
 	st->forwarded++;
 	st->forwarded_bytes += p->len;
-	bs = bpf_map_lookup_elem(&sl_xdp_be_stats, &hit.backend_id);
+	bs = xdp_be_stats_of(hit.backend_id);
 	if (bs) {
 		bs->packets++;
 		bs->bytes += p->len;
@@ -248,10 +248,10 @@ static __always_inline int edge(struct xdp_md *ctx, const int forward)
 		if (svc)
 			svc_id = svc->id;
 	}
-	st = bpf_map_lookup_elem(&sl_xdp_stats, &svc_id);
+	st = xdp_stats_of(svc_id);
 	if (!st)
 		return XDP_PASS;
-	/* Per-CPU value: plain increments are race-free. */
+	/* This CPU's entry: plain increments are race-free. */
 	st->packets++;
 	st->bytes += p.len;
 

@@ -106,7 +106,7 @@ static __always_inline struct sl_xdp_nexthop *nexthop_get(struct xdp_md *ctx,
 							  const struct packet *p, __u32 svc_id,
 							  __u32 id, __u32 *why)
 {
-	struct sl_xdp_nexthop *nh = bpf_map_lookup_elem(&sl_xdp_nexthop, &id);
+	struct sl_xdp_nexthop *nh = xdp_nexthop_of(id);
 	struct sl_backend *be;
 
 	if (!nh) {

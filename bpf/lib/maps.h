@@ -197,19 +197,25 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } sl_xdp_syn SEC(".maps");
 
-/* service id (0: no VIP) -> per-CPU packets, bytes, SYNs and drops at XDP; written by sl_xdp. */
+/*
+ * The three per-CPU maps of sl_xdp below are ARRAYs of one block per CPU
+ * (sluice/xdp.h, sl_xdp_cpu_key): one block here, one per possible CPU once
+ * the loader has sized them.
+ */
+
+/* (CPU, service id (0: no VIP)) -> packets, bytes, SYNs and drops at XDP; written by sl_xdp. */
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, SL_MAX_SERVICES);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, SL_XDP_STATS_STRIDE);
 	__type(key, __u32);
 	__type(value, struct sl_xdp_stats);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } sl_xdp_stats SEC(".maps");
 
-/* backend id -> per-CPU packets, bytes and new flows XDP sent it; zeroed by the reconciler for a new id. */
+/* (CPU, backend id) -> packets, bytes and new flows XDP sent it; zeroed by the reconciler for a new id. */
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, SL_MAX_BACKENDS);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, SL_XDP_BE_STRIDE);
 	__type(key, __u32);
 	__type(value, struct sl_xdp_be_stats);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
@@ -224,10 +230,10 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } sl_vip_filter SEC(".maps");
 
-/* backend id -> per-CPU cached FIB answer (egress, MACs, MTU); written by sl_xdp, emptied for a new id. */
+/* (CPU, backend id) -> cached FIB answer (egress, MACs, MTU); written by sl_xdp, emptied for a new id. */
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, SL_MAX_BACKENDS);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, SL_XDP_BE_STRIDE);
 	__type(key, __u32);
 	__type(value, struct sl_xdp_nexthop);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
@@ -245,6 +251,31 @@ struct {
 	__type(value, struct sl_flow_bucket);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } sl_xdp_flows SEC(".maps");
+
+/* This CPU's entry of id in one of sl_xdp's per-CPU maps; NULL for an id past the stride. */
+static __always_inline void *xdp_cpu_lookup(void *map, __u32 id, __u32 stride)
+{
+	__u32 key = sl_xdp_cpu_key(bpf_get_smp_processor_id(), id, stride);
+
+	if (id >= stride)
+		return NULL;
+	return bpf_map_lookup_elem(map, &key);
+}
+
+static __always_inline struct sl_xdp_stats *xdp_stats_of(__u32 svc_id)
+{
+	return xdp_cpu_lookup(&sl_xdp_stats, svc_id, SL_XDP_STATS_STRIDE);
+}
+
+static __always_inline struct sl_xdp_be_stats *xdp_be_stats_of(__u32 backend_id)
+{
+	return xdp_cpu_lookup(&sl_xdp_be_stats, backend_id, SL_XDP_BE_STRIDE);
+}
+
+static __always_inline struct sl_xdp_nexthop *xdp_nexthop_of(__u32 backend_id)
+{
+	return xdp_cpu_lookup(&sl_xdp_nexthop, backend_id, SL_XDP_BE_STRIDE);
+}
 
 /* Which registry document is live; one entry written by the reconciler after each apply. */
 struct {

@@ -56,6 +56,7 @@
 #include "xdp.skel.h"
 #include "../lib/pin_root.h"
 #include "../lib/vip_filter.h"
+#include "../lib/xdp_cpu_maps.h"
 
 #define BPFFS "/sys/fs/bpf"
 #define NS_PER_SEC 1000000000ULL
@@ -201,7 +202,8 @@ static __u64 drops_counted(void)
 	__u32 id = SVC_ID;
 	__u64 sum = 0;
 
-	if (bpf_map_lookup_elem(bpf_map__fd(skel->maps.sl_xdp_stats), &id, per))
+	if (xdp_cpu_read(bpf_map__fd(skel->maps.sl_xdp_stats), SL_XDP_STATS_STRIDE, id, per,
+			 sizeof(per[0])))
 		die("sl_xdp_stats lookup", errno);
 	for (int i = 0; i < n; i++)
 		sum += per[i].dropped[SL_XDP_DROP_SOURCE_RATE];
@@ -311,6 +313,9 @@ usage:
 	skel = xdp_bpf__open_opts(&opts);
 	if (!skel)
 		die("xdp_bpf__open_opts", errno);
+	err = xdp_cpu_maps_size(skel->obj);
+	if (err)
+		die("sizing the per-CPU maps", err);
 	err = xdp_bpf__load(skel);
 	if (err)
 		die("xdp_bpf__load", err);

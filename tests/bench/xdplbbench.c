@@ -68,6 +68,7 @@
 #include "xdp.skel.h"
 #include "../lib/pin_root.h"
 #include "../lib/vip_filter.h"
+#include "../lib/xdp_cpu_maps.h"
 
 #define BPFFS "/sys/fs/bpf"
 #define NS_PER_SEC 1000000000ULL
@@ -359,7 +360,8 @@ static void stats(__u64 *new_flows, __u64 *hits, __u64 *forwarded)
 	struct sl_xdp_stats per[n];
 	__u32 id = SVC_ID;
 
-	if (bpf_map_lookup_elem(bpf_map__fd(skel->maps.sl_xdp_stats), &id, per))
+	if (xdp_cpu_read(bpf_map__fd(skel->maps.sl_xdp_stats), SL_XDP_STATS_STRIDE, id, per,
+			 sizeof(per[0])))
 		die("sl_xdp_stats lookup", errno);
 	*new_flows = *hits = *forwarded = 0;
 	for (int i = 0; i < n; i++) {
@@ -442,6 +444,9 @@ usage:
 	skel = xdp_bpf__open_opts(&opts);
 	if (!skel)
 		die("xdp_bpf__open_opts", errno);
+	err = xdp_cpu_maps_size(skel->obj);
+	if (err)
+		die("sizing the per-CPU maps", err);
 	err = xdp_bpf__load(skel);
 	if (err)
 		die("xdp_bpf__load", err);

@@ -57,6 +57,7 @@
 #include "xdp.skel.h"
 #include "../lib/pin_root.h"
 #include "../lib/vip_filter.h"
+#include "../lib/xdp_cpu_maps.h"
 
 #define BPFFS "/sys/fs/bpf"
 #define NOT_COUNTED (-1)
@@ -905,7 +906,9 @@ static int group_setup(void **state)
 		snprintf(load_error, sizeof(load_error), "xdp_bpf__open_opts: %s", strerror(errno));
 		return 0;
 	}
-	err = xdp_bpf__load(skel);
+	err = xdp_cpu_maps_size(skel->obj);
+	if (!err)
+		err = xdp_bpf__load(skel);
 	if (err) {
 		snprintf(load_error, sizeof(load_error), "xdp_bpf__load: %s", strerror(-err));
 		return 0;
@@ -941,7 +944,8 @@ static bool read_stats(__u32 id, struct sl_xdp_stats *sum)
 	struct sl_xdp_stats per[ncpus];
 
 	memset(sum, 0, sizeof(*sum));
-	if (bpf_map_lookup_elem(bpf_map__fd(skel->maps.sl_xdp_stats), &id, per)) {
+	if (xdp_cpu_read(bpf_map__fd(skel->maps.sl_xdp_stats), SL_XDP_STATS_STRIDE, id, per,
+			 sizeof(per[0]))) {
 		print_message("  %s: sl_xdp_stats[%u]: %s\n", cur_case, id, strerror(errno));
 		return false;
 	}

@@ -64,6 +64,7 @@
 #include "xdp.skel.h"
 #include "../lib/pin_root.h"
 #include "../lib/vip_filter.h"
+#include "../lib/xdp_cpu_maps.h"
 
 #define BPFFS "/sys/fs/bpf"
 #define NS_PER_SEC 1000000000ULL
@@ -715,7 +716,8 @@ static bool take_snap(struct snap *s)
 
 	memset(s, 0, sizeof(*s));
 	for (__u32 id = 0; ok && id <= SVC_MAX; id++) {
-		if (bpf_map_lookup_elem(map_fd(skel->maps.sl_xdp_stats), &id, ps)) {
+		if (xdp_cpu_read(map_fd(skel->maps.sl_xdp_stats), SL_XDP_STATS_STRIDE, id, ps,
+				 sizeof(*ps))) {
 			print_message("  %s: sl_xdp_stats[%u]: %s\n", cur_case, id, strerror(errno));
 			ok = false;
 			break;
@@ -725,7 +727,8 @@ static bool take_snap(struct snap *s)
 				*stat_at(&s->svc[id], i) += *stat_at(&ps[c], i);
 	}
 	for (__u32 id = 0; ok && id <= BE_MAX; id++) {
-		if (bpf_map_lookup_elem(map_fd(skel->maps.sl_xdp_be_stats), &id, pb)) {
+		if (xdp_cpu_read(map_fd(skel->maps.sl_xdp_be_stats), SL_XDP_BE_STRIDE, id, pb,
+				 sizeof(*pb))) {
 			print_message("  %s: sl_xdp_be_stats[%u]: %s\n", cur_case, id,
 				      strerror(errno));
 			ok = false;
@@ -1558,11 +1561,11 @@ static bool nexthop_write(__u32 id, bool expires_only)
 	bool ok = v != NULL;
 
 	if (ok && expires_only)
-		ok = !bpf_map_lookup_elem(fd, &id, v);
+		ok = !xdp_cpu_read(fd, SL_XDP_BE_STRIDE, id, v, sizeof(*v));
 	for (int c = 0; ok && expires_only && c < ncpus; c++)
 		v[c].expires = 1;
 	if (ok)
-		ok = !bpf_map_update_elem(fd, &id, v, BPF_ANY);
+		ok = !xdp_cpu_write(fd, SL_XDP_BE_STRIDE, id, v, sizeof(*v));
 	if (!ok)
 		print_message("  %s: sl_xdp_nexthop[%u]: %s\n", cur_case, id, strerror(errno));
 	free(v);
@@ -1575,7 +1578,8 @@ static bool nexthop_read(__u32 id, struct sl_xdp_nexthop *out)
 	struct sl_xdp_nexthop *v = calloc(ncpus, sizeof(*v));
 	int filled = 0;
 
-	if (!v || bpf_map_lookup_elem(bpf_map__fd(skel->maps.sl_xdp_nexthop), &id, v)) {
+	if (!v || xdp_cpu_read(bpf_map__fd(skel->maps.sl_xdp_nexthop), SL_XDP_BE_STRIDE, id, v,
+				 sizeof(*v))) {
 		free(v);
 		return false;
 	}
@@ -2183,7 +2187,9 @@ static int group_setup(void **state)
 		snprintf(load_error, sizeof(load_error), "xdp_bpf__open_opts: %s", strerror(errno));
 		return 0;
 	}
-	err = xdp_bpf__load(skel);
+	err = xdp_cpu_maps_size(skel->obj);
+	if (!err)
+		err = xdp_bpf__load(skel);
 	if (err) {
 		snprintf(load_error, sizeof(load_error), "xdp_bpf__load: %s", strerror(-err));
 		return 0;

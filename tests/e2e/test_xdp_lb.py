@@ -38,6 +38,15 @@ import pytest
 import sluice_e2e as E
 from conftest import make_sluice
 from sluice_e2e import be, doc, svc
+
+# Blocks of sl_xdp's per-CPU maps (sluice/xdp.h): SL_MAX_SERVICES, SL_MAX_BACKENDS.
+XDP_CPU_STRIDE = {"sl_xdp_stats": 16384, "sl_xdp_be_stats": 131072}
+
+
+def possible_cpus():
+    """The kernel's possible CPUs ("0-1", "0,2-5"): libbpf_num_possible_cpus()."""
+    with open("/sys/devices/system/cpu/possible") as f:
+        return max(int(part.split("-")[-1]) for part in f.read().strip().split(",")) + 1
 from sluice_e2e import XDP_DROPS, XDP_KEYS, XDP_PASSES
 from topology import in_ns, sh
 
@@ -415,16 +424,21 @@ class Ctx:
         return out
 
     def pinned_sum(self, map_name, key):
-        """A per-CPU value of a pinned map, summed over CPUs (bpftool's BTF view)."""
-        e = E.bpftool_json("map", "lookup", "pinned", os.path.join(self.sluice.pin_root, map_name),
-                           "key", *(str(b) for b in key.to_bytes(4, "little")))
+        """The value of id key in a pinned per-CPU map of sl_xdp, summed over CPUs
+        (bpftool's BTF view): one block of XDP_CPU_STRIDE[map_name] entries per
+        possible CPU, the README's "cpu * stride + id"."""
+        stride = XDP_CPU_STRIDE[map_name]
         total = {}
-        for v in e["formatted"]["values"]:
-            for k, x in v["value"].items():
+        for cpu in range(possible_cpus()):
+            k = cpu * stride + key
+            e = E.bpftool_json("map", "lookup", "pinned",
+                               os.path.join(self.sluice.pin_root, map_name),
+                               "key", *(str(b) for b in k.to_bytes(4, "little")))
+            for f, x in e["formatted"]["value"].items():
                 if isinstance(x, list):
-                    total[k] = [a + b for a, b in zip(total.get(k, [0] * len(x)), x)]
+                    total[f] = [a + b for a, b in zip(total.get(f, [0] * len(x)), x)]
                 else:
-                    total[k] = total.get(k, 0) + x
+                    total[f] = total.get(f, 0) + x
         return total
 
     def set_health(self, backend_id, health):

@@ -339,12 +339,38 @@ static __u32 flow_buckets_for(__u32 flows)
 	return p;
 }
 
+/* sl_xdp's per-CPU maps: one block of stride entries per possible CPU (sluice/xdp.h). */
+static int size_xdp_cpu_maps(struct bpf_object *obj, const char *pin_root)
+{
+	static const struct {
+		const char *name;
+		__u32 stride;
+	} maps[] = {
+		{ "sl_xdp_stats", SL_XDP_STATS_STRIDE },
+		{ "sl_xdp_be_stats", SL_XDP_BE_STRIDE },
+		{ "sl_xdp_nexthop", SL_XDP_BE_STRIDE },
+	};
+	int ncpus = libbpf_num_possible_cpus(), err = 0;
+	__u32 size;
+
+	if (ncpus < 1) {
+		log_err("cannot count the possible CPUs: %s", strerror(ncpus < 0 ? -ncpus : EINVAL));
+		return ncpus < 0 ? ncpus : -EINVAL;
+	}
+	for (size_t i = 0; i < sizeof(maps) / sizeof(maps[0]) && !err; i++)
+		err = size_map(obj, pin_root, maps[i].name, maps[i].stride * (__u32)ncpus,
+			       maps[i].stride, &size, 1, "entries");
+	return err;
+}
+
 static int size_tables(struct bpf_object *obj, const struct sl_load_opts *o)
 {
 	__u32 size, buckets;
 	int err = size_map(obj, o->pin_root, "sl_rl_client", o->rl_clients, SL_RL_CLIENTS_DEFAULT,
 			   &size, 1, "clients");
 
+	if (!err)
+		err = size_xdp_cpu_maps(obj, o->pin_root);
 	if (!err)
 		err = size_map(obj, o->pin_root, "sl_xdp_flows", flow_buckets_for(o->xdp_flows),
 			       SL_XDP_FLOWS_DEFAULT / SL_FLOW_WAYS, &buckets, SL_FLOW_WAYS, "flows");

@@ -226,14 +226,45 @@ const char *sl_xdp_pass_name(unsigned int reason)
 	return reason < SL_XDP_PASS_COUNT ? names[reason] : NULL;
 }
 
+/* The counters of id in one of sl_xdp's per-CPU maps (sluice/xdp.h), summed over CPUs. */
+static int cpu_blocks_sum(int fd, __u32 stride, __u32 id, __u64 *out, size_t counters)
+{
+	int ncpus = libbpf_num_possible_cpus();
+	__u64 *value;
+	int err = 0;
+
+	if (ncpus < 0)
+		return ncpus;
+	if (id >= stride)
+		return -ENOENT;
+	value = calloc(counters, sizeof(*value));
+	if (!value)
+		return -ENOMEM;
+	memset(out, 0, counters * sizeof(*out));
+	for (int cpu = 0; cpu < ncpus && !err; cpu++) {
+		__u32 key = sl_xdp_cpu_key(cpu, id, stride);
+
+		if (bpf_map_lookup_elem(fd, &key, value)) {
+			err = -errno;
+			break;
+		}
+		for (size_t c = 0; c < counters; c++)
+			out[c] += value[c];
+	}
+	free(value);
+	return err;
+}
+
 int sl_xdp_stats_read(const struct sl_maps *m, __u32 svc_id, struct sl_xdp_stats *out)
 {
-	return percpu_sum(m->xdp_stats, svc_id, (__u64 *)out, sizeof(*out) / sizeof(__u64));
+	return cpu_blocks_sum(m->xdp_stats, SL_XDP_STATS_STRIDE, svc_id, (__u64 *)out,
+			      sizeof(*out) / sizeof(__u64));
 }
 
 int sl_xdp_be_stats_read(const struct sl_maps *m, __u32 backend_id, struct sl_xdp_be_stats *out)
 {
-	return percpu_sum(m->xdp_be_stats, backend_id, (__u64 *)out, sizeof(*out) / sizeof(__u64));
+	return cpu_blocks_sum(m->xdp_be_stats, SL_XDP_BE_STRIDE, backend_id, (__u64 *)out,
+			      sizeof(*out) / sizeof(__u64));
 }
 
 const char *sl_breaker_state_name(__u32 state)

@@ -57,6 +57,7 @@ struct plan {
 					   * flow-table hits take as "still a backend" */
 	struct recount *recounts;
 	size_t recount_count;
+	int ncpus; /* blocks of sl_xdp's per-CPU maps (sluice/xdp.h) */
 };
 
 struct reconciler {
@@ -80,26 +81,25 @@ static void plan_init(struct plan *p)
 	if (ncpus < 1)
 		ncpus = 1;
 	memset(p, 0, sizeof(*p));
+	p->ncpus = ncpus;
 	sl_batch_init(&p->svc_del, sizeof(struct sl_svc_key), 0);
 	sl_batch_init_zeroes(&p->be_fresh_stats, sizeof(__u32), ncpus * sizeof(struct sl_be_stats));
 	sl_batch_init_zeroes(&p->be_fresh_breaker, sizeof(__u32), sizeof(struct sl_breaker));
 	sl_batch_init_zeroes(&p->be_fresh_live, sizeof(__u32), sizeof(__s32));
-	sl_batch_init_zeroes(&p->be_fresh_xdp, sizeof(__u32), ncpus * sizeof(struct sl_xdp_be_stats));
-	sl_batch_init_zeroes(&p->be_fresh_nexthop, sizeof(__u32),
-			     ncpus * sizeof(struct sl_xdp_nexthop));
+	sl_batch_init_zeroes(&p->be_fresh_xdp, sizeof(__u32), sizeof(struct sl_xdp_be_stats));
+	sl_batch_init_zeroes(&p->be_fresh_nexthop, sizeof(__u32), sizeof(struct sl_xdp_nexthop));
 	sl_batch_init(&p->be_put, sizeof(__u32), sizeof(struct sl_backend));
 	sl_batch_init_zeroes(&p->svc_fresh_stats, sizeof(__u32), ncpus * sizeof(struct sl_svc_stats));
 	sl_batch_init_zeroes(&p->svc_fresh_rr, sizeof(__u32), sizeof(__u32));
 	sl_batch_init_zeroes(&p->svc_fresh_state, sizeof(__u32), sizeof(struct sl_svc_state));
 	sl_batch_init_zeroes(&p->svc_fresh_rl, sizeof(__u32), sizeof(struct sl_rl_bucket));
 	sl_batch_init_zeroes(&p->svc_fresh_syn, sizeof(__u32), sizeof(struct sl_rl_bucket));
-	sl_batch_init_zeroes(&p->svc_fresh_xdp, sizeof(__u32), ncpus * sizeof(struct sl_xdp_stats));
+	sl_batch_init_zeroes(&p->svc_fresh_xdp, sizeof(__u32), sizeof(struct sl_xdp_stats));
 	sl_batch_init(&p->tables, sizeof(__u32), sizeof(__u32));
 	sl_batch_init(&p->slots_del, sizeof(__u32), 0);
 	sl_batch_init(&p->svc_put, sizeof(struct sl_svc_key), sizeof(struct sl_service));
 	sl_batch_init(&p->be_del, sizeof(__u32), 0);
-	sl_batch_init_zeroes(&p->be_gone_nexthop, sizeof(__u32),
-			     ncpus * sizeof(struct sl_xdp_nexthop));
+	sl_batch_init_zeroes(&p->be_gone_nexthop, sizeof(__u32), sizeof(struct sl_xdp_nexthop));
 }
 
 static void plan_free(struct plan *p)
@@ -331,6 +331,19 @@ out:
 	return err;
 }
 
+/* Zeroes id in every CPU's block of one of sl_xdp's per-CPU maps (sluice/xdp.h). */
+static int add_cpu_blocks(const struct plan *p, struct sl_batch *b, __u32 id, __u32 stride)
+{
+	int err = 0;
+
+	for (int cpu = 0; cpu < p->ncpus && !err; cpu++) {
+		__u32 key = sl_xdp_cpu_key(cpu, id, stride);
+
+		err = sl_batch_add(b, &key, NULL);
+	}
+	return err;
+}
+
 /* A new backend id starts with zero counters, a closed breaker and no live connections. */
 static int reset_backend_state(struct reconciler *r, __u32 id)
 {
@@ -339,8 +352,8 @@ static int reset_backend_state(struct reconciler *r, __u32 id)
 
 	if ((err = sl_batch_add(&p->be_fresh_stats, &id, NULL)) ||
 	    (err = sl_batch_add(&p->be_fresh_breaker, &id, NULL)) ||
-	    (err = sl_batch_add(&p->be_fresh_xdp, &id, NULL)) ||
-	    (err = sl_batch_add(&p->be_fresh_nexthop, &id, NULL)))
+	    (err = add_cpu_blocks(p, &p->be_fresh_xdp, id, SL_XDP_BE_STRIDE)) ||
+	    (err = add_cpu_blocks(p, &p->be_fresh_nexthop, id, SL_XDP_BE_STRIDE)))
 		return err;
 	return sl_batch_add(&p->be_fresh_live, &id, NULL);
 }
@@ -356,7 +369,7 @@ static int delete_backend(struct reconciler *r, __u32 id)
 
 	pool_release(&r->be_ids, id);
 	err = sl_batch_add(&r->plan.be_del, &id, NULL);
-	return err ? err : sl_batch_add(&r->plan.be_gone_nexthop, &id, NULL);
+	return err ? err : add_cpu_blocks(&r->plan, &r->plan.be_gone_nexthop, id, SL_XDP_BE_STRIDE);
 }
 
 /* unhealthy: the health checker's count, kept from the value in force. */
@@ -425,7 +438,7 @@ static int add_service(struct reconciler *r, const struct sl_reg_service *want)
 	    (err = sl_batch_add(&r->plan.svc_fresh_state, &svc_id, NULL)) ||
 	    (err = sl_batch_add(&r->plan.svc_fresh_rl, &svc_id, NULL)) ||
 	    (err = sl_batch_add(&r->plan.svc_fresh_syn, &svc_id, NULL)) ||
-	    (err = sl_batch_add(&r->plan.svc_fresh_xdp, &svc_id, NULL)))
+	    (err = add_cpu_blocks(&r->plan, &r->plan.svc_fresh_xdp, svc_id, SL_XDP_STATS_STRIDE)))
 		goto out;
 	for (size_t i = 0; i < want->backend_count; i++) {
 		struct sl_backend b;

@@ -806,23 +806,24 @@ static int cmp_id_pos(const void *a, const void *b)
 }
 
 /*
- * Reads ids[0..n) (ascending) from an array map, at most r->chunk
- * consecutive ids per BPF_MAP_LOOKUP_BATCH. An array's batch starts after
- * the key passed in, so the first id of a run goes in as id - 1.
+ * Reads keys base + ids[0..n) (ids ascending) from an array map, at most
+ * r->chunk consecutive ids per BPF_MAP_LOOKUP_BATCH. An array's batch starts
+ * after the key passed in, so the first key of a run goes in as key - 1.
  */
-static int read_array(struct reader *r, int fd, const char *map, size_t value_size,
-		      __u64 elem_flags, const struct id_pos *ids, size_t n, take_fn take)
+static int read_array_at(struct reader *r, int fd, const char *map, size_t value_size,
+			 __u64 elem_flags, __u32 base, const struct id_pos *ids, size_t n,
+			 take_fn take)
 {
 	LIBBPF_OPTS(bpf_map_batch_opts, opts, .elem_flags = elem_flags);
 	size_t i = 0, j;
 	int err;
 
 	while (i < n) {
-		__u32 first = ids[i].id, prev = first - 1, next, count;
+		__u32 first = base + ids[i].id, prev = first - 1, next, count;
 
-		for (j = i; j < n && ids[j].id - first < r->chunk; j++)
+		for (j = i; j < n && base + ids[j].id - first < r->chunk; j++)
 			;
-		count = ids[j - 1].id - first + 1;
+		count = base + ids[j - 1].id - first + 1;
 		err = bpf_map_lookup_batch(fd, first ? &prev : NULL, &next, r->keys, r->values,
 					   &count, &opts);
 		if (err && err != -ENOENT) {
@@ -830,9 +831,9 @@ static int read_array(struct reader *r, int fd, const char *map, size_t value_si
 			return err;
 		}
 		for (; i < j; i++) {
-			__u32 off = ids[i].id - first;
+			__u32 off = base + ids[i].id - first;
 
-			if (off >= count || r->keys[off] != ids[i].id) {
+			if (off >= count || r->keys[off] != base + ids[i].id) {
 				log_warn("cannot read %s for metrics: id %u missing", map,
 					 ids[i].id);
 				return -ENOENT;
@@ -841,6 +842,24 @@ static int read_array(struct reader *r, int fd, const char *map, size_t value_si
 		}
 	}
 	return 0;
+}
+
+static int read_array(struct reader *r, int fd, const char *map, size_t value_size,
+		      __u64 elem_flags, const struct id_pos *ids, size_t n, take_fn take)
+{
+	return read_array_at(r, fd, map, value_size, elem_flags, 0, ids, n, take);
+}
+
+/* Reads ids from each CPU's block of one of sl_xdp's per-CPU maps (sluice/xdp.h). */
+static int read_cpu_blocks(struct reader *r, int fd, const char *map, size_t value_size,
+			   __u32 stride, const struct id_pos *ids, size_t n, take_fn take)
+{
+	int err = 0;
+
+	for (int cpu = 0; cpu < r->ncpus && !err; cpu++)
+		err = read_array_at(r, fd, map, value_size, 0, sl_xdp_cpu_key(cpu, 0, stride), ids,
+				    n, take);
+	return err;
 }
 
 static void sum_percpu(__u64 *out, const void *value, size_t counters, int ncpus)
@@ -860,11 +879,20 @@ static void take_svc_stats(struct reader *r, __u32 pos, const void *value)
 	sum_percpu((__u64 *)s, value, sizeof(*s) / sizeof(__u64), r->ncpus);
 }
 
+/* Adds one CPU's counters (a value of an sl_xdp per-CPU map) to out. */
+static void add_counters(__u64 *out, const void *value, size_t counters)
+{
+	const __u64 *v = value;
+
+	for (size_t c = 0; c < counters; c++)
+		out[c] += v[c];
+}
+
 static void take_xdp_stats(struct reader *r, __u32 pos, const void *value)
 {
 	struct sl_xdp_stats *s = &r->svcs[pos].xdp;
 
-	sum_percpu((__u64 *)s, value, sizeof(*s) / sizeof(__u64), r->ncpus);
+	add_counters((__u64 *)s, value, sizeof(*s) / sizeof(__u64));
 }
 
 static void take_svc_state(struct reader *r, __u32 pos, const void *value)
@@ -883,7 +911,7 @@ static void take_xdp_be_stats(struct reader *r, __u32 pos, const void *value)
 {
 	struct sl_xdp_be_stats *s = &r->bes[pos].xdp;
 
-	sum_percpu((__u64 *)s, value, sizeof(*s) / sizeof(__u64), r->ncpus);
+	add_counters((__u64 *)s, value, sizeof(*s) / sizeof(__u64));
 }
 
 static void take_breaker(struct reader *r, __u32 pos, const void *value)
@@ -909,9 +937,9 @@ static int read_arrays(const struct sl_maps *m, struct reader *r, struct id_pos 
 		       size_t nsvc, struct id_pos *be_ids, size_t nbe)
 {
 	size_t svc_stats = (size_t)r->ncpus * sizeof(struct sl_svc_stats);
-	size_t xdp_stats = (size_t)r->ncpus * sizeof(struct sl_xdp_stats);
+	size_t xdp_stats = sizeof(struct sl_xdp_stats);
 	size_t be_stats = (size_t)r->ncpus * sizeof(struct sl_be_stats);
-	size_t xdp_be_stats = (size_t)r->ncpus * sizeof(struct sl_xdp_be_stats);
+	size_t xdp_be_stats = sizeof(struct sl_xdp_be_stats);
 	size_t sizes[] = { svc_stats, xdp_stats, be_stats, xdp_be_stats, sizeof(struct sl_breaker) };
 	size_t widest = 0;
 	int err;
@@ -937,8 +965,8 @@ static int read_arrays(const struct sl_maps *m, struct reader *r, struct id_pos 
 		err = read_array(r, m->svc_state, "sl_svc_state", sizeof(struct sl_svc_state), 0,
 				 svc_ids, nsvc, take_svc_state);
 	if (!err)
-		err = read_array(r, m->xdp_stats, "sl_xdp_stats", xdp_stats, 0, svc_ids, nsvc,
-				 take_xdp_stats);
+		err = read_cpu_blocks(r, m->xdp_stats, "sl_xdp_stats", xdp_stats,
+				      SL_XDP_STATS_STRIDE, svc_ids, nsvc, take_xdp_stats);
 	if (!err)
 		err = read_array(r, m->be_stats, "sl_be_stats", be_stats, 0, be_ids, nbe,
 				 take_be_stats);
@@ -948,8 +976,8 @@ static int read_arrays(const struct sl_maps *m, struct reader *r, struct id_pos 
 	if (!err)
 		err = read_array(r, m->live, "sl_live", sizeof(__s32), 0, be_ids, nbe, take_live);
 	if (!err)
-		err = read_array(r, m->xdp_be_stats, "sl_xdp_be_stats", xdp_be_stats, 0, be_ids, nbe,
-				 take_xdp_be_stats);
+		err = read_cpu_blocks(r, m->xdp_be_stats, "sl_xdp_be_stats", xdp_be_stats,
+				      SL_XDP_BE_STRIDE, be_ids, nbe, take_xdp_be_stats);
 	return err;
 }
 
