@@ -59,9 +59,12 @@ struct sl_slots_inner {
 	__type(value, __u32);
 };
 
-/* service id -> selection table (see the top of this file); swapped by the reconciler. */
+/*
+ * service id -> selection table (see the top of this file); swapped by the
+ * reconciler. An array, so a lookup is inlined: no hashing, no bucket walk.
+ */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH_OF_MAPS);
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
 	__uint(max_entries, SL_MAX_SERVICES);
 	__type(key, __u32);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);

@@ -137,6 +137,23 @@ def test_bad_apply_changes_nothing(sluice, topo, build, words):
 
 # --- apply: replacing, removing, dry run -------------------------------------------------
 
+def slots_table(sluice, svc_id):
+    """The id of the inner map sl_svc_slots holds for service id svc_id."""
+    e = E.bpftool_json("map", "lookup", "pinned", os.path.join(sluice.pin_root, "sl_svc_slots"),
+                       "key", *(str(b) for b in svc_id.to_bytes(4, "little")))
+    if "inner_map_id" in e:
+        return e["inner_map_id"]
+    return int.from_bytes(bytes(int(x, 16) for x in e["value"]), "little")
+
+
+def map_info(map_id):
+    """bpftool's view of a map by id, or None once the kernel has freed it."""
+    try:
+        return E.bpftool_json("map", "show", "id", str(map_id))
+    except RuntimeError:
+        return None
+
+
 def test_apply_removes_what_is_gone(sluice, topo):
     dns = svc("dns", VIP_DNS, 53, [be(h.v4, 5353) for h in topo.backends[:2]], "random",
               protocol="udp")
@@ -146,10 +163,23 @@ def test_apply_removes_what_is_gone(sluice, topo):
     out = sluice.client(topo.client.ns, "udp", VIP_DNS, 53, "--count", 4)
     assert out["ok"] == 4, out
 
+    dns_id = next(s["id"] for s in sluice.services() if s["name"] == "dns")
+    dns_table = slots_table(sluice, dns_id)
+    assert map_info(dns_table)["max_entries"] > 1
+
     keep = topo.backends[:2]
     _, res = sluice.apply(doc(web(topo, keep)))
     ops = {(c["op"], c["object"], c["service"], c.get("backend")) for c in res["changes"]}
     assert ("remove", "service", "dns", None) in ops, res["changes"]
+    # The removed service's table is freed: its id now names the shared empty table (n = 0).
+    empty = slots_table(sluice, dns_id)
+    assert empty != dns_table and map_info(empty)["max_entries"] == 1
+    assert E.bpftool_json("map", "lookup", "id", str(empty), "key", "0", "0", "0", "0")[
+        "value"] == ["0x00"] * 4
+    deadline = time.monotonic() + 5
+    while map_info(dns_table) is not None and time.monotonic() < deadline:
+        time.sleep(0.05)  # the kernel frees a replaced inner map after an RCU grace period
+    assert map_info(dns_table) is None, f"the removed service's table {dns_table} is still there"
     for h in topo.backends[2:]:
         assert ("remove", "backend", "web", f"{h.v4}:8080") in ops, res["changes"]
 

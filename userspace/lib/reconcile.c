@@ -50,7 +50,8 @@ struct plan {
 	struct sl_batch svc_fresh_syn;	  /* a full SYN bucket and zeroed XDP counters */
 	struct sl_batch svc_fresh_xdp;
 	struct sl_batch tables;		  /* sl_svc_slots: service id -> new inner map fd */
-	struct sl_batch slots_del;
+	struct sl_batch slots_emptied;	  /* removed service ids -> empty_table */
+	int empty_table;		  /* an inner map of T = 0, or -1 */
 	struct sl_batch svc_put;	  /* sl_services values */
 	struct sl_batch be_del;		  /* sl_backends ids, after the swaps... */
 	struct sl_batch be_gone_nexthop;  /* ...and then their cached routes, which sl_xdp's
@@ -96,7 +97,8 @@ static void plan_init(struct plan *p)
 	sl_batch_init_zeroes(&p->svc_fresh_syn, sizeof(__u32), sizeof(struct sl_rl_bucket));
 	sl_batch_init_zeroes(&p->svc_fresh_xdp, sizeof(__u32), sizeof(struct sl_xdp_stats));
 	sl_batch_init(&p->tables, sizeof(__u32), sizeof(__u32));
-	sl_batch_init(&p->slots_del, sizeof(__u32), 0);
+	sl_batch_init(&p->slots_emptied, sizeof(__u32), sizeof(__u32));
+	p->empty_table = -1;
 	sl_batch_init(&p->svc_put, sizeof(struct sl_svc_key), sizeof(struct sl_service));
 	sl_batch_init(&p->be_del, sizeof(__u32), 0);
 	sl_batch_init_zeroes(&p->be_gone_nexthop, sizeof(__u32), sizeof(struct sl_xdp_nexthop));
@@ -109,11 +111,13 @@ static void plan_free(struct plan *p)
 				   &p->be_put, &p->svc_fresh_stats,
 				   &p->svc_fresh_rr, &p->svc_fresh_state, &p->svc_fresh_rl,
 				   &p->svc_fresh_syn, &p->svc_fresh_xdp, &p->tables,
-				   &p->slots_del, &p->svc_put, &p->be_del, &p->be_gone_nexthop };
+				   &p->slots_emptied, &p->svc_put, &p->be_del, &p->be_gone_nexthop };
 
 	/* The inner maps staged in tables are held by their fds until here. */
 	for (size_t i = 0; i < p->tables.count; i++)
 		close(((__u32 *)p->tables.values)[i]);
+	if (p->empty_table >= 0)
+		close(p->empty_table);
 	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
 		sl_batch_free(all[i]);
 	for (size_t i = 0; i < p->recount_count; i++)
@@ -287,6 +291,15 @@ static void diff_settings(const struct sl_state_service *cur, const struct sl_re
 	}
 }
 
+/* A new inner map of len slots, zeroed; an fd, or -1 with errno. */
+static int create_table(__u32 len)
+{
+	LIBBPF_OPTS(bpf_map_create_opts, opts, .map_flags = BPF_F_INNER_MAP);
+
+	return bpf_map_create(BPF_MAP_TYPE_ARRAY, "sl_slots", sizeof(__u32), sizeof(__u32), len,
+			      &opts);
+}
+
 /*
  * Writes the selection table and then the backend list (slot T+1 = B, then B
  * ids: bpf/lib/maps.h) into a new inner map and stages it for the swap.
@@ -294,12 +307,10 @@ static void diff_settings(const struct sl_state_service *cur, const struct sl_re
 static int write_table(struct reconciler *r, const char *name, __u32 svc_id,
 		       const struct sl_slots *t, const __u32 *ids, __u32 nids)
 {
-	LIBBPF_OPTS(bpf_map_create_opts, opts, .map_flags = BPF_F_INNER_MAP);
 	__u32 len = t->len + 1 + nids, count = len, *keys = NULL, *values = NULL, ufd;
 	int fd, err = 0;
 
-	fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, "sl_slots", sizeof(__u32), sizeof(__u32), len,
-			    &opts);
+	fd = create_table(len);
 	if (fd < 0)
 		return fail(r, "service \"%s\": cannot create its selection table (%u slots): %s",
 			    name, len, strerror(errno));
@@ -329,6 +340,27 @@ out:
 	if (fd >= 0)
 		close(fd);
 	return err;
+}
+
+/*
+ * Stages the shared empty table (T = 0: no backend) for a removed service's
+ * id. sl_svc_slots is an ARRAY_OF_MAPS, which has no batch delete, and each
+ * delete on its own waits for an RCU grace period; one batch update waits
+ * once, and drops the old table all the same.
+ */
+static int empty_table(struct reconciler *r, __u32 svc_id)
+{
+	struct plan *p = &r->plan;
+	__u32 ufd;
+
+	if (p->empty_table < 0) {
+		p->empty_table = create_table(1);
+		if (p->empty_table < 0)
+			return fail(r, "cannot create an empty selection table: %s",
+				    strerror(errno));
+	}
+	ufd = p->empty_table;
+	return sl_batch_add(&p->slots_emptied, &svc_id, &ufd);
 }
 
 /* Zeroes id in every CPU's block of one of sl_xdp's per-CPU maps (sluice/xdp.h). */
@@ -478,7 +510,7 @@ static int remove_service(struct reconciler *r, const struct sl_state_service *c
 	/* Key first (flush_plan): once it is gone no connect reaches the table or backends. */
 	pool_release(&r->svc_ids, id);
 	if ((err = sl_batch_add(&r->plan.svc_del, &cur->key, NULL)) ||
-	    (err = sl_batch_add(&r->plan.slots_del, &id, NULL)))
+	    (err = empty_table(r, id)))
 		return err;
 	for (size_t i = 0; i < cur->backend_count && !err; i++)
 		err = delete_backend(r, cur->backends[i].id);
@@ -788,8 +820,8 @@ static int flush_plan(struct reconciler *r)
 			      "zero XDP counters", "sl_xdp_stats")) ||
 	    (err = flush_step(r, sl_batch_update(m->svc_slots, &p->tables, 0),
 			      "install selection tables", "sl_svc_slots")) ||
-	    (err = flush_step(r, sl_batch_delete(m->svc_slots, &p->slots_del),
-			      "remove selection tables", "sl_svc_slots")) ||
+	    (err = flush_step(r, sl_batch_update(m->svc_slots, &p->slots_emptied, 0),
+			      "empty removed services' selection tables", "sl_svc_slots")) ||
 	    (err = flush_step(r, sl_batch_update(m->services, &p->svc_put, 0), "write services",
 			      "sl_services")) ||
 	    (err = flush_step(r, sl_batch_delete(m->backends, &p->be_del), "remove backends",
