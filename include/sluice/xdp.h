@@ -71,6 +71,17 @@ static inline __u32 sl_xdp_cpu_key(__u32 cpu, __u32 id, __u32 stride)
 	return cpu * stride + id;
 }
 
+/* The maps of CPU blocks and their strides: what the loader (and the tests) size. */
+struct sl_xdp_cpu_map {
+	const char *name;
+	__u32 stride;
+};
+#define SL_XDP_CPU_MAPS                                                                      \
+	{                                                                                    \
+		{ "sl_xdp_stats", SL_XDP_STATS_STRIDE }, { "sl_xdp_be_stats", SL_XDP_BE_STRIDE }, \
+		{ "sl_xdp_nexthop", SL_XDP_BE_STRIDE },                                       \
+	}
+
 /*
  * Value of sl_xdp_stats (per CPU, above; by service id, 0 counting packets
  * to no VIP). Packets that reach XDP, by VIP. Flow-table hits and

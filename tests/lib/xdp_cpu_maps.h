@@ -17,14 +17,7 @@
 /* Between open and load: stride entries per possible CPU. Returns 0 or -errno. */
 static inline int xdp_cpu_maps_size(struct bpf_object *obj)
 {
-	static const struct {
-		const char *name;
-		__u32 stride;
-	} maps[] = {
-		{ "sl_xdp_stats", SL_XDP_STATS_STRIDE },
-		{ "sl_xdp_be_stats", SL_XDP_BE_STRIDE },
-		{ "sl_xdp_nexthop", SL_XDP_BE_STRIDE },
-	};
+	static const struct sl_xdp_cpu_map maps[] = SL_XDP_CPU_MAPS;
 	int ncpus = libbpf_num_possible_cpus();
 
 	if (ncpus < 1)

@@ -342,14 +342,7 @@ static __u32 flow_buckets_for(__u32 flows)
 /* sl_xdp's per-CPU maps: one block of stride entries per possible CPU (sluice/xdp.h). */
 static int size_xdp_cpu_maps(struct bpf_object *obj, const char *pin_root)
 {
-	static const struct {
-		const char *name;
-		__u32 stride;
-	} maps[] = {
-		{ "sl_xdp_stats", SL_XDP_STATS_STRIDE },
-		{ "sl_xdp_be_stats", SL_XDP_BE_STRIDE },
-		{ "sl_xdp_nexthop", SL_XDP_BE_STRIDE },
-	};
+	static const struct sl_xdp_cpu_map maps[] = SL_XDP_CPU_MAPS;
 	int ncpus = libbpf_num_possible_cpus(), err = 0;
 	__u32 size;
 
