@@ -710,10 +710,13 @@ def test_help_and_bad_flags():
     text = p.stdout + p.stderr
     for flag in ("--registry", "--pin-root", "--cgroup", "--listen", "--api-token-file",
                  "--config", "--log-level", "--log-format", "--cleanup-on-exit",
-                 "--no-conn-tracking", "SLUICE_REGISTRY", "SLUICE_API_TOKEN", "SIGHUP"):
+                 "--no-conn-tracking", "--xdp-flows", "--xdp-no-forward", "SLUICE_XDP_FLOWS",
+                 "SLUICE_REGISTRY", "SLUICE_API_TOKEN", "SIGHUP"):
         assert flag in text, f"{flag} missing from --help:\n{text}"
     p = sluiced_cmd("--no-such-flag")
     assert p.returncode == 2 and p.stderr.strip(), p
+    p = sluiced_cmd("--xdp-flows", "0")
+    assert p.returncode == 2 and "--xdp-flows: expected 1..16777216" in p.stderr, p
 
 
 def test_help_on_stdout():
@@ -723,14 +726,19 @@ def test_help_on_stdout():
 
 # --- the interface watcher ----------------------------------------------------------------
 
-def xdp_links(run):
-    """{interface: link_id} of the XDP links pinned under the run's pin root, as status shows
-    them from the agent's namespace."""
+def agent_ns_status(run):
+    """sluicectl status -j for the run's pin root, from the agent's namespace."""
     out = subprocess.run(E.in_ns(run.topo.extra[-1].ns, E.SLUICECTL, "-j", "status",
                                  "--pin-root", run.sluice.pin_root),
                          capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stderr
-    return {x["interface"]: x["link_id"] for x in json.loads(out.stdout)["xdp"]}
+    return json.loads(out.stdout)
+
+
+def xdp_links(run):
+    """{interface: link_id} of the XDP links pinned under the run's pin root, as status shows
+    them from the agent's namespace."""
+    return {x["interface"]: x["link_id"] for x in agent_ns_status(run)["xdp"]}
 
 
 def wait_links(run, want, timeout=5.0):
@@ -769,3 +777,33 @@ def test_xdp_interface_watcher(run):
         assert f"attached to {names[2]}" in log, log
     finally:
         E.JANITOR.run(cleanup)
+
+
+def test_xdp_watcher_no_forward_and_flow_table_size(run):
+    """--xdp-no-forward: the watcher attaches sl_xdp_edge (limits and counters, no
+    balancing); --xdp-flows N sizes the flow table when the agent loads the datapath."""
+    ns = run.topo.extra[-1].ns
+    tag = f"n{os.getpid() % 10000}"
+    names = [f"{tag}a", f"{tag}ap"]
+
+    def remove_veth():
+        subprocess.run(E.in_ns(ns, "ip", "link", "del", names[0]), capture_output=True,
+                       timeout=10)
+
+    cleanup = E.JANITOR.add("watcher veth", remove_veth)
+    try:
+        subprocess.run(E.in_ns(ns, "ip", "link", "add", names[0], "type", "veth", "peer",
+                               "name", names[1]), check=True, timeout=10)
+        run.write(doc())
+        agent = run.agent("--xdp-interfaces", f"{tag}*", "--xdp-no-forward",
+                          "--xdp-flows", "1024")
+        assert wait_links(run, set(names)) == set(names), agent.log()
+        st = agent_ns_status(run)
+        for x in st["xdp"]:
+            assert x["program"] == "sl_xdp_edge" and x["forward"] is False, x
+        flows = next(m for m in st["maps"] if m["name"] == "sl_xdp_flows")
+        assert flows["max_entries"] == 1024 // 4, flows  # buckets of 4 flows
+        assert "without forwarding (--xdp-no-forward)" in agent.log(), agent.log()
+    finally:
+        E.JANITOR.run(cleanup)
+

@@ -23,6 +23,8 @@ enum opt_id {
 	OPT_CLEANUP,
 	OPT_NO_CONN_TRACKING,
 	OPT_RL_CLIENTS,
+	OPT_XDP_FLOWS,
+	OPT_XDP_NO_FORWARD,
 	OPT_XDP_INTERFACES,
 	OPT_REDIS_PREFIX,
 	OPT_REDIS_PASSWORD_FILE,
@@ -74,8 +76,8 @@ void config_usage(FILE *out)
 		"               [--listen ADDR:PORT] [--api-token-file F] [--config FILE]\n"
 		"               [--log-level error|warn|info|debug] [--log-format kv|json]\n"
 		"               [--cleanup-on-exit] [--no-conn-tracking] [--rl-clients N]\n"
-		"               [--xdp-interfaces PATTERN] [--redis-prefix P]\n"
-		"               [--redis-password-file F] [--redis-empty-grace S]\n"
+		"               [--xdp-flows N] [--xdp-interfaces PATTERN] [--xdp-no-forward]\n"
+		"               [--redis-prefix P] [--redis-password-file F] [--redis-empty-grace S]\n"
 		"               [--redis-resync-interval S]\n"
 		"\n"
 		"  --registry SRC        where services come from: file:PATH, a JSON document or a\n"
@@ -89,15 +91,18 @@ void config_usage(FILE *out)
 		"  --api-token-file F    bearer token for mutating API calls (or SLUICE_API_TOKEN)\n"
 		"  --config FILE         JSON object with the same settings: registry, pin_root,\n"
 		"                        cgroup, listen, api_token_file, log_level, log_format,\n"
-		"                        cleanup_on_exit, xdp_interfaces, redis_prefix,\n"
-		"                        redis_password_file, redis_empty_grace,\n"
+		"                        cleanup_on_exit, xdp_interfaces, xdp_no_forward,\n"
+		"                        redis_prefix, redis_password_file, redis_empty_grace,\n"
 		"                        redis_resync_interval\n"
 		"  --log-level LEVEL     (info)          --log-format kv|json (kv)\n"
 		"  --cleanup-on-exit     unload the datapath on SIGTERM (default: leave it running)\n"
 		"  --no-conn-tracking    when loading: no sockops, no breakers or live counts\n"
 		"  --rl-clients N        when loading: per-client rate-limit buckets (65536)\n"
+		"  --xdp-flows N         when loading: flows of the XDP flow table (262144)\n"
 		"  --xdp-interfaces PAT  attach sl_xdp to interfaces whose names match PAT\n"
 		"                        (fnmatch, e.g. 'eth*'), now and as they appear\n"
+		"  --xdp-no-forward      attach them without load balancing: limits and counters\n"
+		"                        only, for a node that serves its VIPs itself\n"
 		"  --redis-prefix P      key prefix in Redis (%s)\n"
 		"  --redis-password-file F  AUTH password (or SLUICE_REDIS_PASSWORD); wins over\n"
 		"                        the URL's\n"
@@ -107,7 +112,7 @@ void config_usage(FILE *out)
 		"\n"
 		"Environment: SLUICE_REGISTRY, SLUICE_PIN_ROOT, SLUICE_CGROUP, SLUICE_LISTEN,\n"
 		"SLUICE_API_TOKEN_FILE, SLUICE_API_TOKEN, SLUICE_LOG_LEVEL, SLUICE_LOG_FORMAT,\n"
-		"SLUICE_RL_CLIENTS, SLUICE_XDP_INTERFACES, SLUICE_REDIS_PREFIX, SLUICE_REDIS_PASSWORD,\n"
+		"SLUICE_RL_CLIENTS, SLUICE_XDP_FLOWS, SLUICE_XDP_INTERFACES, SLUICE_REDIS_PREFIX, SLUICE_REDIS_PASSWORD,\n"
 		"SLUICE_REDIS_PASSWORD_FILE, SLUICE_REDIS_EMPTY_GRACE, SLUICE_REDIS_RESYNC_INTERVAL,\n"
 		"SLUICE_CONFIG. Flags win over the environment, which wins over the config file.\n"
 		"Signals: SIGTERM/SIGINT stop (datapath stays), SIGHUP re-reads config and registry.\n",
@@ -169,6 +174,8 @@ static int apply_file(struct agent_config *cfg, const char *path)
 				s = &settings[i];
 		if (!strcmp(key, "cleanup_on_exit") && json_is_boolean(v)) {
 			cfg->cleanup_on_exit = json_is_true(v);
+		} else if (!strcmp(key, "xdp_no_forward") && json_is_boolean(v)) {
+			cfg->xdp_no_forward = json_is_true(v);
 		} else if (s && s->numeric && json_is_number(v)) {
 			char num[32];
 
@@ -194,7 +201,8 @@ static int apply_file(struct agent_config *cfg, const char *path)
 	return err;
 }
 
-static int set_rl_clients(struct agent_config *cfg, const char *v, const char *what)
+/* A table size at load (--rl-clients, --xdp-flows): 1..2^24, as sluicectl load takes it. */
+static int set_map_size(unsigned int *out, const char *v, const char *what)
 {
 	char *end;
 	unsigned long n = strtoul(v, &end, 10);
@@ -203,7 +211,7 @@ static int set_rl_clients(struct agent_config *cfg, const char *v, const char *w
 		log_err("%s: expected 1..16777216 entries, got \"%s\"", what, v);
 		return -EINVAL;
 	}
-	cfg->rl_clients = n;
+	*out = n;
 	return 0;
 }
 
@@ -221,7 +229,9 @@ static int apply_env(struct agent_config *cfg)
 	if (!err && (v = getenv("SLUICE_LOG_FORMAT")) && *v)
 		err = set_style(cfg, v, "SLUICE_LOG_FORMAT");
 	if (!err && (v = getenv("SLUICE_RL_CLIENTS")) && *v)
-		err = set_rl_clients(cfg, v, "SLUICE_RL_CLIENTS");
+		err = set_map_size(&cfg->rl_clients, v, "SLUICE_RL_CLIENTS");
+	if (!err && (v = getenv("SLUICE_XDP_FLOWS")) && *v)
+		err = set_map_size(&cfg->xdp_flows, v, "SLUICE_XDP_FLOWS");
 	return err;
 }
 
@@ -251,6 +261,8 @@ static int apply_flags(struct agent_config *cfg, int argc, char **argv, int only
 		{ "cleanup-on-exit", no_argument, NULL, OPT_CLEANUP },
 		{ "no-conn-tracking", no_argument, NULL, OPT_NO_CONN_TRACKING },
 		{ "rl-clients", required_argument, NULL, OPT_RL_CLIENTS },
+		{ "xdp-flows", required_argument, NULL, OPT_XDP_FLOWS },
+		{ "xdp-no-forward", no_argument, NULL, OPT_XDP_NO_FORWARD },
 		{ "xdp-interfaces", required_argument, NULL, OPT_XDP_INTERFACES },
 		{ "redis-prefix", required_argument, NULL, OPT_REDIS_PREFIX },
 		{ "redis-password-file", required_argument, NULL, OPT_REDIS_PASSWORD_FILE },
@@ -286,7 +298,13 @@ static int apply_flags(struct agent_config *cfg, int argc, char **argv, int only
 			cfg->no_conn_tracking = 1;
 			break;
 		case OPT_RL_CLIENTS:
-			err = set_rl_clients(cfg, optarg, "--rl-clients");
+			err = set_map_size(&cfg->rl_clients, optarg, "--rl-clients");
+			break;
+		case OPT_XDP_FLOWS:
+			err = set_map_size(&cfg->xdp_flows, optarg, "--xdp-flows");
+			break;
+		case OPT_XDP_NO_FORWARD:
+			cfg->xdp_no_forward = 1;
 			break;
 		case 'h':
 			config_usage(stdout);

@@ -30,6 +30,8 @@ struct agent_config {
 	int cleanup_on_exit;
 	int no_conn_tracking;
 	unsigned int rl_clients; /* sl_rl_client entries when loading; 0: as pinned / default */
+	unsigned int xdp_flows;	 /* sl_xdp_flows flows when loading; 0: as pinned / default */
+	int xdp_no_forward;	 /* the watcher attaches sl_xdp_edge: limits and counters only */
 	/* The Redis source (README, "Redis registry"). */
 	char redis_prefix[65];
 	char redis_password_file[PATH_MAX];

@@ -36,7 +36,7 @@ static int on_link(const struct nlmsghdr *nlh, void *data)
 		log_info("xdp: interface %s went away", name);
 		sl_xdp_detach(w->pin_root, name);
 	} else if (nlh->nlmsg_type == RTM_NEWLINK && !sl_xdp_attached(w->pin_root, name)) {
-		if (!sl_xdp_attach(w->pin_root, name, SL_XDP_AUTO, 1, &used))
+		if (!sl_xdp_attach(w->pin_root, name, SL_XDP_AUTO, !*w->no_forward, &used))
 			log_info("xdp: attached to %s (%s mode)", name,
 				 used == SL_XDP_GENERIC ? "generic" : "native");
 	}
@@ -89,13 +89,14 @@ out:
 }
 
 int ifwatch_start(struct ifwatch *w, struct loop *loop, const char *pattern,
-		  const char *pin_root)
+		  const char *pin_root, const int *no_forward)
 {
 	int err;
 
 	w->loop = loop;
 	w->pattern = pattern;
 	w->pin_root = pin_root;
+	w->no_forward = no_forward;
 	w->nl = mnl_socket_open2(NETLINK_ROUTE, SOCK_NONBLOCK | SOCK_CLOEXEC);
 	if (!w->nl || mnl_socket_bind(w->nl, RTMGRP_LINK, MNL_SOCKET_AUTOPID) < 0) {
 		err = -errno;
@@ -112,7 +113,8 @@ int ifwatch_start(struct ifwatch *w, struct loop *loop, const char *pattern,
 		ifwatch_stop(w);
 		return err;
 	}
-	log_info("xdp: attaching to interfaces matching \"%s\"", pattern);
+	log_info("xdp: attaching to interfaces matching \"%s\"%s", pattern,
+		 *no_forward ? " without forwarding (--xdp-no-forward)" : "");
 	return 0;
 }
 

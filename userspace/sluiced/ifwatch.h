@@ -17,11 +17,13 @@ struct ifwatch {
 	struct loop *loop;
 	const char *pattern;
 	const char *pin_root;
+	/* Read at each attach, as pattern is: a SIGHUP's new configuration applies to new links. */
+	const int *no_forward; /* sl_xdp_edge (limits and counters only) instead of sl_xdp */
 };
 
 /* Attaches to the matching interfaces present now, then follows changes. */
 int ifwatch_start(struct ifwatch *w, struct loop *loop, const char *pattern,
-		  const char *pin_root);
+		  const char *pin_root, const int *no_forward);
 void ifwatch_stop(struct ifwatch *w);
 
 #endif

@@ -132,7 +132,8 @@ static int ensure_datapath(struct agent *a)
 	struct sl_load_opts o = { .pin_root = a->cfg.pin_root,
 				  .cgroup = a->cfg.cgroup[0] ? a->cfg.cgroup : NULL,
 				  .no_conn_tracking = a->cfg.no_conn_tracking,
-				  .rl_clients = a->cfg.rl_clients };
+				  .rl_clients = a->cfg.rl_clients,
+				  .xdp_flows = a->cfg.xdp_flows };
 	struct sl_generation g = { 0 };
 	struct sl_status st;
 	int err;
@@ -223,7 +224,8 @@ int main(int argc, char **argv)
 			goto out;
 	}
 	if (a.cfg.xdp_interfaces[0]) {
-		err = ifwatch_start(&a.ifwatch, &a.loop, a.cfg.xdp_interfaces, a.cfg.pin_root);
+		err = ifwatch_start(&a.ifwatch, &a.loop, a.cfg.xdp_interfaces, a.cfg.pin_root,
+				    &a.cfg.xdp_no_forward);
 		if (err)
 			goto out;
 	}
