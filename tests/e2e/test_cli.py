@@ -190,6 +190,27 @@ def test_apply_removes_what_is_gone(sluice, topo):
     assert out["errors"] == {"ENETUNREACH": 1}, f"the removed UDP service still answers: {out}"
 
 
+def test_service_added_under_a_removed_ones_id(sluice, topo):
+    """An apply that removes one service and adds another may hand the new one the removed
+    one's id (the id cursor comes round to it): the new service gets its own table, not the
+    empty one the removed id is given, and serves."""
+    sluice.apply(doc(web(topo), web(topo, topo.backends[:1], name="gone", vip=VIP_DNS)))
+    gone_id = next(s["id"] for s in sluice.services() if s["name"] == "gone")
+    # Point the id cursor (sl_generation.next_service_id, bytes 56..59) at the id to remove.
+    pin = os.path.join(sluice.pin_root, "sl_generation")
+    key = ["0", "0", "0", "0"]
+    value = [int(x, 16) for x in E.bpftool_json("map", "lookup", "pinned", pin, "key",
+                                                 *key)["value"]]
+    value[56:60] = list(gone_id.to_bytes(4, "little"))
+    E.bpftool_json("map", "update", "pinned", pin, "key", *key, "value", *map(str, value))
+
+    sluice.apply(doc(web(topo), web(topo, topo.backends, name="new", vip=VIP_API)))
+    new_id = next(s["id"] for s in sluice.services() if s["name"] == "new")
+    assert new_id == gone_id, "the scenario needs the removed id handed out again"
+    assert map_info(slots_table(sluice, new_id))["max_entries"] > 1
+    assert served_by(sluice, topo, vip=VIP_API) == {h.identity for h in topo.backends}
+
+
 def test_dry_run_changes_nothing(sluice, topo):
     sluice.apply(doc(web(topo)))
     status = sluice.status()["generation"]

@@ -708,7 +708,7 @@ static int update_service(struct reconciler *r, const struct sl_state_service *c
 	/* The size in force matters to maglev only; the others just need one to exist. */
 	has_table = svc_id < SL_MAX_SERVICES && r->table_ids[svc_id];
 	if (has_table && cur->v.algorithm == SL_ALG_MAGLEV)
-		has_table = !table_len(r, svc_id, &len);
+		has_table = !table_len(r, svc_id, &len) && (len || !want->backend_count);
 	if (!has_table) {
 		err = record(r, SL_CHANGE_UPDATE, SL_OBJ_SERVICE, name, NULL,
 			     "selection table missing: rebuilt");
@@ -781,10 +781,12 @@ static int flush_step(struct reconciler *r, int err, const char *what, const cha
 
 /*
  * Writes the plan. Order: keys of removed and moved services go first (no
- * connect reaches them any more); then backend records and fresh per-id
- * state, so every id a new table names resolves; then the tables, swapped
- * in one batch (one RCU wait for all); then the service values; last the
- * backends no table names any more.
+ * connect reaches them any more), and then their tables are emptied: before
+ * any new table is installed, as a service added in the same apply may get
+ * a removed one's id; then backend records and fresh per-id state, so every
+ * id a new table names resolves; then the tables, swapped in one batch (one
+ * RCU wait for all); then the service values; last the backends no table
+ * names any more.
  */
 static int flush_plan(struct reconciler *r)
 {
@@ -794,6 +796,8 @@ static int flush_plan(struct reconciler *r)
 
 	if ((err = flush_step(r, sl_batch_delete(m->services, &p->svc_del), "remove services",
 			      "sl_services")) ||
+	    (err = flush_step(r, sl_batch_update(m->svc_slots, &p->slots_emptied, 0),
+			      "empty removed services' selection tables", "sl_svc_slots")) ||
 	    (err = flush_step(r, sl_batch_update(m->be_stats, &p->be_fresh_stats, 0),
 			      "zero backend counters", "sl_be_stats")) ||
 	    (err = flush_step(r, sl_batch_update(m->breakers, &p->be_fresh_breaker, BPF_F_LOCK),
@@ -820,8 +824,6 @@ static int flush_plan(struct reconciler *r)
 			      "zero XDP counters", "sl_xdp_stats")) ||
 	    (err = flush_step(r, sl_batch_update(m->svc_slots, &p->tables, 0),
 			      "install selection tables", "sl_svc_slots")) ||
-	    (err = flush_step(r, sl_batch_update(m->svc_slots, &p->slots_emptied, 0),
-			      "empty removed services' selection tables", "sl_svc_slots")) ||
 	    (err = flush_step(r, sl_batch_update(m->services, &p->svc_put, 0), "write services",
 			      "sl_services")) ||
 	    (err = flush_step(r, sl_batch_delete(m->backends, &p->be_del), "remove backends",
