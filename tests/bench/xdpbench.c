@@ -53,54 +53,15 @@
 #include "sluice/service.h"
 #include "sluice/ratelimit.h"
 #include "sluice/xdp.h"
-#include "xdp.skel.h"
-#include "../lib/pin_root.h"
 #include "../lib/vip_filter.h"
-#include "../lib/xdp_cpu_maps.h"
 
-#define BPFFS "/sys/fs/bpf"
-#define NS_PER_SEC 1000000000ULL
+#define BENCH_NAME "xdpbench"
+#include "xdp_bench.h"
+
 #define SRC "10.1.0.1"
 #define VIP "10.96.0.10"
 #define VIP_PORT 53
 #define SVC_ID 1
-#define MAX_ROUNDS 99
-
-static struct xdp_bpf *skel;
-static struct bpf_object *ref;
-static char pin_root[64];
-
-static void cleanup(void)
-{
-	if (ref) {
-		bpf_object__close(ref);
-		ref = NULL;
-	}
-	remove_pin_root(skel ? skel->obj : NULL, pin_root, "xdpbench");
-	xdp_bpf__destroy(skel);
-	skel = NULL;
-}
-
-static void on_signal(int sig)
-{
-	cleanup();
-	signal(sig, SIG_DFL);
-	raise(sig);
-}
-
-static void die(const char *what, int err)
-{
-	fprintf(stderr, "xdpbench: %s: %s\n", what, strerror(err < 0 ? -err : err));
-	exit(1);
-}
-
-static __u64 mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * NS_PER_SEC + ts.tv_nsec;
-}
 
 /* --- the frame --------------------------------------------------------------------------- */
 
@@ -233,23 +194,7 @@ static double run(int c, __u32 repeat)
 	return opts.duration;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-	double s[MAX_ROUNDS];
-
-	memcpy(s, v, n * sizeof(*v));
-	qsort(s, n, sizeof(*s), cmp_double);
-	return n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
-}
-
-static double minimum(double *v, int n)
+static double minimum(const double *v, int n)
 {
 	double m = v[0];
 
@@ -261,11 +206,10 @@ static double minimum(double *v, int n)
 
 int main(int argc, char **argv)
 {
-	LIBBPF_OPTS(bpf_object_open_opts, opts);
 	static double rep[NCASES][MAX_ROUNDS], call[NCASES][MAX_ROUNDS], kcall[NCASES][MAX_ROUNDS];
 	static const char *ref_progs[] = { [C_PASS] = "ref_pass", [C_DROP] = "ref_drop",
 					   [C_PARSE] = "ref_parse" };
-	int rounds = 7, opt, err;
+	int rounds = 7, opt;
 	__u32 repeat = 1000000, calls = 20000;
 	struct sl_svc_key key = { 0 };
 	struct sl_service svc = { 0 };
@@ -300,25 +244,7 @@ usage:
 	}
 	build_frame();
 
-	snprintf(pin_root, sizeof(pin_root), BPFFS "/sluice-xdpbench-%d", (int)getpid());
-	atexit(cleanup);
-	signal(SIGINT, on_signal);
-	signal(SIGTERM, on_signal);
-	if (mkdir(pin_root, 0700)) {
-		err = errno;
-		pin_root[0] = 0;
-		die("mkdir " BPFFS "/sluice-xdpbench-PID", err);
-	}
-	opts.pin_root_path = pin_root;
-	skel = xdp_bpf__open_opts(&opts);
-	if (!skel)
-		die("xdp_bpf__open_opts", errno);
-	err = xdp_cpu_maps_size(skel->obj);
-	if (err)
-		die("sizing the per-CPU maps", err);
-	err = xdp_bpf__load(skel);
-	if (err)
-		die("xdp_bpf__load", err);
+	bench_load(argv[optind]);
 	key.family = SL_FAMILY_IPV4;
 	inet_pton(AF_INET, VIP, &key.vip.words[0]);
 	key.port = htons(VIP_PORT);
@@ -331,22 +257,8 @@ usage:
 		die("sl_vip_filter update", errno);
 	if (bpf_map_update_elem(bpf_map__fd(skel->maps.sl_xdp_syn), &id, &full, BPF_ANY))
 		die("sl_xdp_syn update", errno);
-
-	ref = bpf_object__open_file(argv[optind], NULL);
-	if (!ref)
-		die(argv[optind], errno);
-	err = bpf_object__load(ref);
-	if (err)
-		die("loading the reference programs", err);
-	for (int c = 0; c < C_SL_NOLIMIT; c++) {
-		struct bpf_program *p = bpf_object__find_program_by_name(ref, ref_progs[c]);
-
-		if (!p) {
-			fprintf(stderr, "xdpbench: no program %s in %s\n", ref_progs[c], argv[optind]);
-			return 1;
-		}
-		prog_fd[c] = bpf_program__fd(p);
-	}
+	for (int c = 0; c < C_SL_NOLIMIT; c++)
+		prog_fd[c] = ref_prog_fd(ref_progs[c], argv[optind]);
 	for (int c = C_SL_NOLIMIT; c < NCASES; c++)
 		prog_fd[c] = bpf_program__fd(skel->progs.sl_xdp_edge);
 

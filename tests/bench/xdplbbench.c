@@ -65,14 +65,11 @@
 #include "sluice/service.h"
 #include "sluice/backend.h"
 #include "sluice/xdp.h"
-#include "xdp.skel.h"
-#include "../lib/pin_root.h"
 #include "../lib/vip_filter.h"
-#include "../lib/xdp_cpu_maps.h"
 
-#define BPFFS "/sys/fs/bpf"
-#define NS_PER_SEC 1000000000ULL
-#define MAX_ROUNDS 99
+#define BENCH_NAME "xdplbbench"
+#include "xdp_bench.h"
+
 #define CLIENT "192.0.2.1"
 #define VIP "10.96.2.10"
 #define NON_VIP "10.96.2.99"
@@ -90,42 +87,6 @@
 
 static const __u8 lbin_mac[ETH_ALEN] = { 0x02, 0x10, 0, 0, 0, 0x01 };
 static const __u8 lbout_mac[ETH_ALEN] = { 0x02, 0x11, 0, 0, 0, 0x01 };
-
-static struct xdp_bpf *skel;
-static struct bpf_object *ref;
-static char pin_root[64];
-
-static void cleanup(void)
-{
-	if (ref) {
-		bpf_object__close(ref);
-		ref = NULL;
-	}
-	remove_pin_root(skel ? skel->obj : NULL, pin_root, "xdplbbench");
-	xdp_bpf__destroy(skel);
-	skel = NULL;
-}
-
-static void on_signal(int sig)
-{
-	cleanup();
-	signal(sig, SIG_DFL);
-	raise(sig);
-}
-
-static void die(const char *what, int err)
-{
-	fprintf(stderr, "xdplbbench: %s: %s\n", what, strerror(err < 0 ? -err : err));
-	exit(1);
-}
-
-static __u64 mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec * NS_PER_SEC + ts.tv_nsec;
-}
 
 static void sh(const char *cmd)
 {
@@ -371,31 +332,14 @@ static void stats(__u64 *new_flows, __u64 *hits, __u64 *forwarded)
 	}
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-static double median(const double *v, int n)
-{
-	double s[MAX_ROUNDS];
-
-	memcpy(s, v, n * sizeof(*v));
-	qsort(s, n, sizeof(*s), cmp_double);
-	return n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
-}
-
 int main(int argc, char **argv)
 {
-	LIBBPF_OPTS(bpf_object_open_opts, opts);
 	static double rep[NCASES][MAX_ROUNDS], call[NCASES][MAX_ROUNDS], kcall[NCASES][MAX_ROUNDS];
 	static const char *ref_progs[] = { [C_PASS] = "ref_pass", [C_DROP] = "ref_drop",
 					   [C_PARSE] = "ref_parse" };
 	__u64 nf0, hit0, fw0, nf1, hit1, fw1, hit_runs = 0, new_runs = 0;
 	__u32 calls = 20000, repeat = 1000000, next_syn = 0;
-	int rounds = 7, opt, err, met = 0, judged = 0;
+	int rounds = 7, opt, met = 0, judged = 0;
 
 	while ((opt = getopt(argc, argv, "r:c:n:")) != -1) {
 		switch (opt) {
@@ -431,42 +375,10 @@ usage:
 	for (int i = 0; i < NSYN; i++)
 		build_frame(f_syn[i], VIP, 20000 + i, 0x02);
 
-	snprintf(pin_root, sizeof(pin_root), BPFFS "/sluice-xdplbbench-%d", (int)getpid());
-	atexit(cleanup);
-	signal(SIGINT, on_signal);
-	signal(SIGTERM, on_signal);
-	if (mkdir(pin_root, 0700)) {
-		err = errno;
-		pin_root[0] = 0;
-		die("mkdir " BPFFS "/sluice-xdplbbench-PID", err);
-	}
-	opts.pin_root_path = pin_root;
-	skel = xdp_bpf__open_opts(&opts);
-	if (!skel)
-		die("xdp_bpf__open_opts", errno);
-	err = xdp_cpu_maps_size(skel->obj);
-	if (err)
-		die("sizing the per-CPU maps", err);
-	err = xdp_bpf__load(skel);
-	if (err)
-		die("xdp_bpf__load", err);
+	bench_load(argv[optind]);
 	fill_maps();
-
-	ref = bpf_object__open_file(argv[optind], NULL);
-	if (!ref)
-		die(argv[optind], errno);
-	err = bpf_object__load(ref);
-	if (err)
-		die("loading the reference programs", err);
-	for (int c = 0; c < C_NONVIP; c++) {
-		struct bpf_program *p = bpf_object__find_program_by_name(ref, ref_progs[c]);
-
-		if (!p) {
-			fprintf(stderr, "xdplbbench: no program %s in %s\n", ref_progs[c], argv[optind]);
-			return 1;
-		}
-		prog_fd[c] = bpf_program__fd(p);
-	}
+	for (int c = 0; c < C_NONVIP; c++)
+		prog_fd[c] = ref_prog_fd(ref_progs[c], argv[optind]);
 	for (int c = C_NONVIP; c < NCASES; c++)
 		prog_fd[c] = bpf_program__fd(skel->progs.sl_xdp);
 
