@@ -54,12 +54,12 @@
 #include "sluice/service.h"
 #include "sluice/ratelimit.h"
 #include "sluice/xdp.h"
-#include "xdp.skel.h"
-#include "../lib/pin_root.h"
 #include "../lib/vip_filter.h"
-#include "../lib/xdp_cpu_maps.h"
+#include "../lib/xdp_assert.h"
 
-#define BPFFS "/sys/fs/bpf"
+#define TEST_NAME "test_xdp"
+#include "../lib/xdp_test.h"
+
 #define NOT_COUNTED (-1)
 #define NS_PER_SEC 1000000000ULL
 
@@ -68,47 +68,6 @@
 #define TCP_RST 0x04
 #define TCP_ACK 0x10
 
-/* --- assertions: print actual and expected, return whether they matched ------------------ */
-
-static const char *cur_case = "";
-
-#define ASSERT_EQ(actual, expected, what)                                                    \
-	({                                                                                   \
-		long long _a = (long long)(actual), _e = (long long)(expected);              \
-		bool _ok = _a == _e;                                                         \
-		if (!_ok)                                                                    \
-			print_message("  %s: %s: actual %lld, expected %lld\n", cur_case, what, \
-				      _a, _e);                                               \
-		_ok;                                                                         \
-	})
-
-static const char *verdict_name(int v)
-{
-	switch (v) {
-	case XDP_ABORTED:
-		return "XDP_ABORTED";
-	case XDP_DROP:
-		return "XDP_DROP";
-	case XDP_PASS:
-		return "XDP_PASS";
-	case XDP_TX:
-		return "XDP_TX";
-	case XDP_REDIRECT:
-		return "XDP_REDIRECT";
-	default:
-		return "?";
-	}
-}
-
-#define ASSERT_VERDICT(actual, expected, run)                                                \
-	({                                                                                   \
-		int _a = (actual), _e = (expected);                                          \
-		bool _ok = _a == _e;                                                         \
-		if (!_ok)                                                                    \
-			print_message("  %s: run %d: verdict %s (%d), expected %s\n", cur_case, \
-				      run, verdict_name(_a), _a, verdict_name(_e));          \
-		_ok;                                                                         \
-	})
 
 /* --- frames ----------------------------------------------------------------------------- */
 
@@ -817,30 +776,6 @@ static const struct xdp_case cases[] = {
 
 /* --- the skeleton and its pin root ------------------------------------------------------- */
 
-static struct xdp_bpf *skel;
-static char pin_root[64];
-static char skip_reason[128];
-static char load_error[256];
-static int ncpus;
-
-/* Unpins and removes everything under the pin root; safe to call more than once. */
-static void cleanup(void)
-{
-	remove_pin_root(skel ? skel->obj : NULL, pin_root, "test_xdp");
-	xdp_bpf__destroy(skel);
-	skel = NULL;
-}
-
-/* With -fno-sanitize-recover a finding ends the process without atexit handlers. */
-void __sanitizer_set_death_callback(void (*callback)(void)) __attribute__((weak));
-
-static void on_signal(int sig)
-{
-	cleanup();
-	signal(sig, SIG_DFL);
-	raise(sig);
-}
-
 static int put_service(int fd, int i)
 {
 	struct sl_svc_key key;
@@ -868,9 +803,7 @@ static int put_service(int fd, int i)
 
 static int group_setup(void **state)
 {
-	LIBBPF_OPTS(bpf_object_open_opts, opts);
 	struct statfs fs;
-	int err;
 
 	(void)state;
 	if (geteuid() != 0) {
@@ -881,38 +814,8 @@ static int group_setup(void **state)
 		snprintf(skip_reason, sizeof(skip_reason), "bpffs is not mounted at %s", BPFFS);
 		return 0;
 	}
-	ncpus = libbpf_num_possible_cpus();
-	snprintf(pin_root, sizeof(pin_root), BPFFS "/sluice-test-%d", (int)getpid());
-	atexit(cleanup);
-	if (__sanitizer_set_death_callback)
-		__sanitizer_set_death_callback(cleanup);
-	signal(SIGINT, on_signal);
-	signal(SIGTERM, on_signal);
-	err = mkdir(pin_root, 0700);
-	if (err && errno == EEXIST) {
-		/* Left by a killed earlier run with our pid: ours by name, cleared first. */
-		cleanup();
-		snprintf(pin_root, sizeof(pin_root), BPFFS "/sluice-test-%d", (int)getpid());
-		err = mkdir(pin_root, 0700);
-	}
-	if (err) {
-		snprintf(load_error, sizeof(load_error), "cannot make %s: %s", pin_root,
-			 strerror(errno));
+	if (xdp_test_load("test"))
 		return 0;
-	}
-	opts.pin_root_path = pin_root;
-	skel = xdp_bpf__open_opts(&opts);
-	if (!skel) {
-		snprintf(load_error, sizeof(load_error), "xdp_bpf__open_opts: %s", strerror(errno));
-		return 0;
-	}
-	err = xdp_cpu_maps_size(skel->obj);
-	if (!err)
-		err = xdp_bpf__load(skel);
-	if (err) {
-		snprintf(load_error, sizeof(load_error), "xdp_bpf__load: %s", strerror(-err));
-		return 0;
-	}
 	for (size_t i = 0; i < sizeof(services) / sizeof(services[0]); i++) {
 		if (put_service(bpf_map__fd(skel->maps.sl_services), i)) {
 			snprintf(load_error, sizeof(load_error), "sl_services update: %s",
@@ -1017,6 +920,7 @@ static void run_case(void **state)
 		LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = f.d, .data_size_in = f.len,
 			    .data_out = out, .data_size_out = sizeof(out), .repeat = 1);
 		int want = run > runs - c->drops ? XDP_DROP : XDP_PASS;
+		char what[16];
 		int err;
 
 		memset(out, 0x5a, sizeof(out));
@@ -1025,7 +929,8 @@ static void run_case(void **state)
 			print_message("  %s: %s\n", cur_case, strerror(errno));
 			fail();
 		}
-		ok &= ASSERT_VERDICT(opts.retval, want, run);
+		snprintf(what, sizeof(what), "run %d", run);
+		ok &= ASSERT_VERDICT(opts.retval, want, what);
 		ok &= ASSERT_EQ(opts.data_size_out, f.len, "data_size_out");
 		if (opts.data_size_out == f.len && memcmp(out, f.d, f.len)) {
 			print_message("  %s: run %d: data_out differs from data_in\n", cur_case, run);

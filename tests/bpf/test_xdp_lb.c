@@ -61,12 +61,12 @@
 #include "sluice/flow.h"
 #include "sluice/ratelimit.h"
 #include "sluice/xdp.h"
-#include "xdp.skel.h"
-#include "../lib/pin_root.h"
 #include "../lib/vip_filter.h"
-#include "../lib/xdp_cpu_maps.h"
+#include "../lib/xdp_assert.h"
 
-#define BPFFS "/sys/fs/bpf"
+#define TEST_NAME "test_xdp_lb"
+#include "../lib/xdp_test.h"
+
 #define NS_PER_SEC 1000000000ULL
 
 #define TCP_SYN 0x02
@@ -74,47 +74,6 @@
 #define TCP_PSH 0x08
 #define TCP_ACK 0x10
 
-/* --- assertions: print actual and expected, return whether they matched ------------------ */
-
-static const char *cur_case = "";
-
-#define ASSERT_EQ(actual, expected, what)                                                    \
-	({                                                                                   \
-		long long _a = (long long)(actual), _e = (long long)(expected);              \
-		bool _ok = _a == _e;                                                         \
-		if (!_ok)                                                                    \
-			print_message("  %s: %s: actual %lld, expected %lld\n", cur_case, what, \
-				      _a, _e);                                               \
-		_ok;                                                                         \
-	})
-
-static const char *verdict_name(int v)
-{
-	switch (v) {
-	case XDP_ABORTED:
-		return "XDP_ABORTED";
-	case XDP_DROP:
-		return "XDP_DROP";
-	case XDP_PASS:
-		return "XDP_PASS";
-	case XDP_TX:
-		return "XDP_TX";
-	case XDP_REDIRECT:
-		return "XDP_REDIRECT";
-	default:
-		return "?";
-	}
-}
-
-#define ASSERT_VERDICT(actual, expected, what)                                               \
-	({                                                                                   \
-		int _a = (actual), _e = (expected);                                          \
-		bool _ok = _a == _e;                                                         \
-		if (!_ok)                                                                    \
-			print_message("  %s: %s: verdict %s (%d), expected %s\n", cur_case,   \
-				      what, verdict_name(_a), _a, verdict_name(_e));         \
-		_ok;                                                                         \
-	})
 
 static bool assert_mac(const __u8 *actual, const __u8 *expected, const char *what)
 {
@@ -488,28 +447,6 @@ static __u32 scan_at(const __u32 *list, __u32 len, const struct frame *f, __u32 
 }
 
 /* --- the skeleton, its pin root, the maps --------------------------------------------------- */
-
-static struct xdp_bpf *skel;
-static char pin_root[64];
-static char skip_reason[160];
-static char load_error[512];
-static int ncpus;
-
-static void cleanup(void)
-{
-	remove_pin_root(skel ? skel->obj : NULL, pin_root, "test_xdp_lb");
-	xdp_bpf__destroy(skel);
-	skel = NULL;
-}
-
-void __sanitizer_set_death_callback(void (*callback)(void)) __attribute__((weak));
-
-static void on_signal(int sig)
-{
-	cleanup();
-	signal(sig, SIG_DFL);
-	raise(sig);
-}
 
 static int map_fd(const struct bpf_map *m)
 {
@@ -2141,9 +2078,7 @@ static int fill_maps(void)
 
 static int group_setup(void **state)
 {
-	LIBBPF_OPTS(bpf_object_open_opts, opts);
 	struct statfs fs;
-	int err;
 
 	(void)state;
 	cur_case = "setup";
@@ -2159,41 +2094,10 @@ static int group_setup(void **state)
 		snprintf(skip_reason, sizeof(skip_reason), "needs ip(8) (iproute2)");
 		return 0;
 	}
-	ncpus = libbpf_num_possible_cpus();
 	if (make_topology())
 		return 0;
-	snprintf(pin_root, sizeof(pin_root), BPFFS "/sluice-test-lb-%d", (int)getpid());
-	atexit(cleanup);
-	if (__sanitizer_set_death_callback)
-		__sanitizer_set_death_callback(cleanup);
-	signal(SIGINT, on_signal);
-	signal(SIGTERM, on_signal);
-	signal(SIGPIPE, on_signal); /* output piped into head(1) */
-	err = mkdir(pin_root, 0700);
-	if (err && errno == EEXIST) {
-		/* Left by a killed earlier run with our pid: ours by name, cleared first. */
-		cleanup();
-		snprintf(pin_root, sizeof(pin_root), BPFFS "/sluice-test-lb-%d", (int)getpid());
-		err = mkdir(pin_root, 0700);
-	}
-	if (err) {
-		snprintf(load_error, sizeof(load_error), "cannot make %s: %s", pin_root,
-			 strerror(errno));
+	if (xdp_test_load("test-lb"))
 		return 0;
-	}
-	opts.pin_root_path = pin_root;
-	skel = xdp_bpf__open_opts(&opts);
-	if (!skel) {
-		snprintf(load_error, sizeof(load_error), "xdp_bpf__open_opts: %s", strerror(errno));
-		return 0;
-	}
-	err = xdp_cpu_maps_size(skel->obj);
-	if (!err)
-		err = xdp_bpf__load(skel);
-	if (err) {
-		snprintf(load_error, sizeof(load_error), "xdp_bpf__load: %s", strerror(-err));
-		return 0;
-	}
 	fill_maps();
 	return 0;
 }
