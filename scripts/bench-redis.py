@@ -37,7 +37,6 @@ import argparse
 import ctypes
 import json
 import os
-import queue
 import re
 import shutil
 import signal
@@ -50,46 +49,16 @@ import threading
 import time
 import traceback
 
+from benchlib import (APPLIED_RE, CLIENT, PROBE_A, PROBE_ADDR, PROBE_B, PROBE_PORT, PROBE_VIP,
+                      SERVER, Agent, Failure, env_float, env_int)
+
 TARGET_RATE = 10000
-PROBE_VIP = "10.100.0.1"
-PROBE_PORT = 80
-PROBE_ADDR = "10.202.0.1"
-PROBE_A = 8001
-PROBE_B = 8002
-APPLIED_RE = re.compile(r'registry applied generation=(\d+) services=(\d+) changes=(\d+) '
-                        r'duration_ms=([0-9.]+)')
 CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
 def log(msg):
     print("bench: redis: %s" % msg, file=sys.stderr, flush=True)
-
-
-class Failure(Exception):
-    pass
-
-
-def env_int(name, default, lo, hi):
-    v = os.environ.get(name, "")
-    if not v:
-        return default
-    if not re.fullmatch(r"[0-9]+", v) or not lo <= int(v) <= hi:
-        raise Failure("%s must be an integer in [%d, %d]" % (name, lo, hi))
-    return int(v)
-
-
-def env_float(name, default, lo, hi):
-    v = os.environ.get(name, "")
-    if not v:
-        return default
-    try:
-        f = float(v)
-    except ValueError:
-        f = float("nan")
-    if not lo <= f <= hi:
-        raise Failure("%s must be a number in [%g, %g]" % (name, lo, hi))
-    return f
 
 
 def socket_in_ns(ns):
@@ -172,143 +141,6 @@ class Resp:
 
     def close(self):
         self.sock.close()
-
-
-# The probe server and client, as in bench-agent.py: own processes, "ready" when they are.
-SERVER = r'''
-import selectors, signal, socket, sys
-signal.signal(signal.SIGINT, signal.SIG_DFL)
-sel = selectors.DefaultSelector()
-for port in sys.argv[2:]:
-    s = socket.socket()
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind((sys.argv[1], int(port)))
-    s.listen(512)
-    s.setblocking(False)
-    sel.register(s, selectors.EVENT_READ, port.encode())
-print("ready", flush=True)
-while True:
-    for key, _ in sel.select():
-        try:
-            c, _ = key.fileobj.accept()
-        except OSError:
-            continue
-        try:
-            c.sendall(key.data)
-        except OSError:
-            pass
-        c.close()
-'''
-
-# "new PORT" / "gone PORT" on stdin; answers "ok T N ERRORS LAST" or "timeout ...".
-CLIENT = r'''
-import signal, socket, sys, time
-signal.signal(signal.SIGINT, signal.SIG_DFL)
-vip, port, interval = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]) / 1000
-def one():
-    s = socket.socket()
-    s.settimeout(1)
-    try:
-        s.connect((vip, port))
-        return s.recv(16).decode() or "eof"
-    except OSError as e:
-        return "error:%s" % (e.strerror or e)
-    finally:
-        s.close()
-print("ready", flush=True)
-for line in sys.stdin:
-    cmd = line.split()
-    if not cmd or cmd[0] == "quit":
-        break
-    want = cmd[1]
-    n = errors = streak = 0
-    deadline = time.monotonic() + 10
-    while True:
-        r = one()
-        t = time.monotonic()
-        n += 1
-        if r.startswith("error") or r == "eof":
-            errors += 1
-            streak = 0
-        elif cmd[0] == "new":
-            if r == want:
-                print("ok %.6f %d %d %s" % (t, n, errors, r), flush=True)
-                break
-        else:
-            streak = streak + 1 if r != want else 0
-            if streak == 2:
-                print("ok %.6f %d %d %s" % (t, n, errors, r), flush=True)
-                break
-        if t > deadline:
-            print("timeout %.6f %d %d %s" % (t, n, errors, r), flush=True)
-            break
-        time.sleep(interval)
-'''
-
-
-class Agent:
-    """sluiced; its stderr lines timestamped (CLOCK_MONOTONIC) as they arrive."""
-
-    def __init__(self, cmd, logfile):
-        self.lines = queue.Queue()
-        self.log = open(logfile, "a")
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE)
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self):
-        for raw in self.proc.stderr:
-            t = time.monotonic()
-            line = raw.decode(errors="replace").rstrip("\n")
-            self.log.write("%.6f %s\n" % (t, line))
-            self.log.flush()
-            self.lines.put((t, line))
-        self.lines.put((time.monotonic(), None))
-
-    def next_line(self, deadline):
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return None
-        try:
-            t, line = self.lines.get(timeout=left)
-        except queue.Empty:
-            return None
-        if line is None:
-            raise Failure("the agent exited (status %s)" % self.proc.poll())
-        return t, line
-
-    def wait_for(self, pattern, timeout=30):
-        deadline = time.monotonic() + timeout
-        while True:
-            got = self.next_line(deadline)
-            if got is None:
-                raise Failure("no agent log line matching %r within %d s" %
-                              (pattern.pattern, timeout))
-            m = pattern.search(got[1])
-            if m:
-                return got[0], m
-
-    def drain(self):
-        while True:
-            try:
-                _, line = self.lines.get_nowait()
-            except queue.Empty:
-                return
-            if line is None:
-                raise Failure("the agent exited (status %s)" % self.proc.poll())
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.reader.join(2)
-        self.log.close()
-        return self.proc.returncode
 
 
 def pct(v, p):
@@ -459,7 +291,7 @@ class Bench:
         self.client = subprocess.Popen(
             ["bash", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', self.cg,
              *self.in_ns(sys.executable, "-c", CLIENT, PROBE_VIP, str(PROBE_PORT),
-                         str(self.probe_ms))],
+                         str(self.probe_ms), "10")],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
         if self.client.stdout.readline().strip() != "ready":
             raise Failure("the probe client did not start")
