@@ -95,7 +95,8 @@ static __always_inline int balance(struct xdp_md *ctx, const struct packet *p,
 {
 	struct sl_xdp_nexthop *nh = NULL;
 	struct sl_xdp_be_stats *bs;
-	__u32 id = 0, why = 0, now = (__u32)bpf_jiffies64();
+	__u64 jiffies = bpf_jiffies64(); /* one read for the flow table and the route cache */
+	__u32 id = 0, why = 0, now = (__u32)jiffies;
 	int action;
 
 	/* Checked before a flow is chosen, so that nothing is remembered for these. */
@@ -110,7 +111,7 @@ static __always_inline int balance(struct xdp_md *ctx, const struct packet *p,
 	if (!syn) {
 		id = flow_lookup(key, h, svc, now);
 		if (id) {
-			nh = nexthop_get(ctx, p, svc->id, id, &why);
+			nh = nexthop_get(ctx, p, svc->id, id, jiffies, &why);
 			if (!nh && why == NEXTHOP_GONE)
 				id = 0;
 		}
@@ -125,7 +126,7 @@ static __always_inline int balance(struct xdp_md *ctx, const struct packet *p,
 			st->dropped[SL_XDP_DROP_NO_BACKEND]++;
 			return XDP_DROP;
 		}
-		nh = nexthop_get(ctx, p, svc->id, id, &why);
+		nh = nexthop_get(ctx, p, svc->id, id, jiffies, &why);
 	}
 	if (!nh) {
 		/* GONE here: removed between the choice and now; the stack drops it. */

@@ -60,7 +60,8 @@ static __always_inline __u32 fib_pass_reason(long rc)
  * route's MTU, then for the egress and MACs. Returns 0, or a pass reason.
  */
 static __always_inline __u32 nexthop_fill(struct xdp_md *ctx, const struct packet *p,
-					  const struct sl_backend *be, struct sl_xdp_nexthop *nh)
+					  const struct sl_backend *be, struct sl_xdp_nexthop *nh,
+					  __u64 now)
 {
 	struct bpf_fib_lookup fib = {
 		.ifindex = ctx->ingress_ifindex,
@@ -90,7 +91,7 @@ static __always_inline __u32 nexthop_fill(struct xdp_md *ctx, const struct packe
 	nh->ifindex = fib.ifindex;
 	__builtin_memcpy(nh->smac, fib.smac, ETH_ALEN);
 	__builtin_memcpy(nh->dmac, fib.dmac, ETH_ALEN);
-	nh->expires = bpf_jiffies64() + NEXTHOP_TTL_JIFFIES;
+	nh->expires = now + NEXTHOP_TTL_JIFFIES;
 	return 0;
 }
 
@@ -98,13 +99,13 @@ static __always_inline __u32 nexthop_fill(struct xdp_md *ctx, const struct packe
 #define NEXTHOP_GONE 0xffff
 
 /*
- * How to reach backend id of service svc_id: the cached route while it is
- * fresh, else the FIB's, if the backend still serves the service. NULL with
- * *why a pass reason, or NEXTHOP_GONE.
+ * How to reach backend id of service svc_id at now (jiffies): the cached
+ * route while it is fresh, else the FIB's, if the backend still serves the
+ * service. NULL with *why a pass reason, or NEXTHOP_GONE.
  */
 static __always_inline struct sl_xdp_nexthop *nexthop_get(struct xdp_md *ctx,
 							  const struct packet *p, __u32 svc_id,
-							  __u32 id, __u32 *why)
+							  __u32 id, __u64 now, __u32 *why)
 {
 	struct sl_xdp_nexthop *nh = xdp_nexthop_of(id);
 	struct sl_backend *be;
@@ -113,7 +114,7 @@ static __always_inline struct sl_xdp_nexthop *nexthop_get(struct xdp_md *ctx,
 		*why = NEXTHOP_GONE;
 		return NULL;
 	}
-	if (nh->expires > bpf_jiffies64())
+	if (nh->expires > now)
 		return nh;
 	nh->expires = 0;
 	be = bpf_map_lookup_elem(&sl_backends, &id);
@@ -121,7 +122,7 @@ static __always_inline struct sl_xdp_nexthop *nexthop_get(struct xdp_md *ctx,
 		*why = NEXTHOP_GONE;
 		return NULL;
 	}
-	*why = nexthop_fill(ctx, p, be, nh);
+	*why = nexthop_fill(ctx, p, be, nh, now);
 	return *why ? NULL : nh;
 }
 

@@ -862,14 +862,22 @@ static int read_cpu_blocks(struct reader *r, int fd, const char *map, size_t val
 	return err;
 }
 
+/* Adds one CPU's counters to out. */
+static void add_counters(__u64 *out, const void *value, size_t counters)
+{
+	const __u64 *v = value;
+
+	for (size_t c = 0; c < counters; c++)
+		out[c] += v[c];
+}
+
 static void sum_percpu(__u64 *out, const void *value, size_t counters, int ncpus)
 {
 	const __u64 *v = value;
 
 	memset(out, 0, counters * sizeof(*out));
 	for (int cpu = 0; cpu < ncpus; cpu++)
-		for (size_t c = 0; c < counters; c++)
-			out[c] += v[(size_t)cpu * counters + c];
+		add_counters(out, v + (size_t)cpu * counters, counters);
 }
 
 static void take_svc_stats(struct reader *r, __u32 pos, const void *value)
@@ -877,15 +885,6 @@ static void take_svc_stats(struct reader *r, __u32 pos, const void *value)
 	struct sl_svc_stats *s = &r->svcs[pos].stats;
 
 	sum_percpu((__u64 *)s, value, sizeof(*s) / sizeof(__u64), r->ncpus);
-}
-
-/* Adds one CPU's counters (a value of an sl_xdp per-CPU map) to out. */
-static void add_counters(__u64 *out, const void *value, size_t counters)
-{
-	const __u64 *v = value;
-
-	for (size_t c = 0; c < counters; c++)
-		out[c] += v[c];
 }
 
 static void take_xdp_stats(struct reader *r, __u32 pos, const void *value)
