@@ -53,12 +53,13 @@ static __always_inline int syn_take(const struct sl_service *svc, __u64 now)
 static __always_inline __u32 flow_lookup(const struct sl_flow_key *key, __u64 h,
 					 const struct sl_service *svc, __u32 now)
 {
-	struct sl_flow_bucket *b = flow_bucket(h);
+	__u32 i = flow_bucket_index(h);
+	struct sl_flow_bucket *b = flow_bucket(i);
 	struct flow_hit hit;
 
-	if (!b || !flow_find(b, key, h, &hit) || hit.svc_id != svc->id)
+	if (!b || !flow_find(b, i, key, h, &hit) || hit.svc_id != svc->id)
 		return 0;
-	flow_seen(hit.way, now);
+	flow_seen(&hit, now);
 	return hit.backend_id;
 }
 
@@ -67,14 +68,12 @@ static __always_inline __u32 flow_new(const struct sl_flow_key *key, __u64 h,
 				      const struct sl_service *svc, struct sl_xdp_stats *st,
 				      __u32 now)
 {
-	struct sl_flow_bucket *b = flow_bucket(h);
 	struct sl_xdp_be_stats *bs;
 	__u32 id = xdp_pick_backend(svc, h);
 
 	if (!id)
 		return 0;
-	if (b)
-		flow_remember(b, key, h, svc->id, id, now);
+	flow_remember(key, h, svc->id, id, now);
 	st->new_flows++;
 	bs = xdp_be_stats_of(id);
 	if (bs)
@@ -170,16 +169,16 @@ static __always_inline int maybe_vip(const struct packet *p)
 static __always_inline int fast_forward(struct xdp_md *ctx, const struct packet *p,
 					const struct sl_flow_key *key, __u64 h)
 {
-	struct sl_flow_bucket *b = flow_bucket(h);
+	__u32 i = flow_bucket_index(h), why;
+	struct sl_flow_bucket *b = flow_bucket(i);
 	struct sl_xdp_be_stats *bs;
 	struct sl_xdp_nexthop *nh;
 	struct sl_xdp_stats *st;
 	struct flow_hit hit;
 	__u64 now;
-	__u32 why;
 	int action;
 
-	if (!b || !flow_find(b, key, h, &hit))
+	if (!b || !flow_find(b, i, key, h, &hit))
 		return -1;
 	nh = xdp_nexthop_of(hit.backend_id);
 	now = bpf_jiffies64();
@@ -191,7 +190,7 @@ static __always_inline int fast_forward(struct xdp_md *ctx, const struct packet 
 	action = dsr_forward(ctx, p, nh, &why);
 	if (action == XDP_PASS) /* unchanged: the full path counts why */
 		return -1;
-	flow_seen(hit.way, (__u32)now);
+	flow_seen(&hit, (__u32)now);
 	st->packets++;
 	st->bytes += p->len;
 	st->flow_hits++;

@@ -1,9 +1,12 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
- * sl_xdp_flows, the flow table (its layout and why: sluice/flow.h). Ways are
- * read and written without a lock or an atomic: a way that two CPUs wrote at
- * once fails its check and counts as a miss, and the packet's flow is chosen
- * again and rewritten whole.
+ * sl_xdp_flows, the flow table, and sl_xdp_flow_idx, its ways' tags and
+ * recency (their layout and why: sluice/flow.h). Ways and index words are
+ * read and written without a lock: a way that two CPUs wrote at once fails
+ * its check and counts as a miss, and the packet's flow is chosen again and
+ * rewritten whole; an index word two new flows wrote at once keeps one of
+ * their tags, and the other flow's way is then taken first by the next
+ * flow that needs a way in that bucket.
  */
 #ifndef SL_BPF_FLOWTABLE_H
 #define SL_BPF_FLOWTABLE_H
@@ -18,11 +21,23 @@ const volatile __u32 flow_buckets = SL_XDP_FLOWS_DEFAULT / SL_FLOW_WAYS;
 
 #define READ_ONCE_U32(x) (*(const volatile __u32 *)&(x))
 
-static __always_inline struct sl_flow_bucket *flow_bucket(__u64 h)
+static __always_inline __u32 flow_bucket_index(__u64 h)
 {
-	__u32 i = sl_flow_bucket_of(h, flow_buckets);
+	return sl_flow_bucket_of(h, flow_buckets);
+}
 
+static __always_inline struct sl_flow_bucket *flow_bucket(__u32 i)
+{
 	return bpf_map_lookup_elem(&sl_xdp_flows, &i);
+}
+
+/* The index word of bucket i, or NULL. */
+static __always_inline __u32 *flow_index_word(__u32 i)
+{
+	__u32 entry = i / SL_FLOW_INDEX_WORDS;
+	struct sl_flow_index *ix = bpf_map_lookup_elem(&sl_xdp_flow_idx, &entry);
+
+	return ix ? &ix->word[i & (SL_FLOW_INDEX_WORDS - 1)] : NULL;
 }
 
 /* Both keys 8-byte aligned (ways are; callers align theirs): five 64-bit compares. */
@@ -33,16 +48,18 @@ static __always_inline int flow_key_equal(const struct sl_flow_key *a, const str
 	return !((x[0] ^ y[0]) | (x[1] ^ y[1]) | (x[2] ^ y[2]) | (x[3] ^ y[3]) | (x[4] ^ y[4]));
 }
 
-/* A flow found: its backend and service as one consistent read of its way. */
+/* A flow found: its way, and its backend and service as one consistent read of it. */
 struct flow_hit {
 	struct sl_flow *way;
+	__u32 bucket;
+	__u32 way_no;
 	__u32 backend_id;
 	__u32 svc_id;
 };
 
-/* Whether bucket b holds the flow key of hash h, whole; fills *hit. */
-static __always_inline int flow_find(struct sl_flow_bucket *b, const struct sl_flow_key *key,
-				     __u64 h, struct flow_hit *hit)
+/* Whether bucket b (number i) holds the flow key of hash h, whole; fills *hit. */
+static __always_inline int flow_find(struct sl_flow_bucket *b, __u32 i,
+				     const struct sl_flow_key *key, __u64 h, struct flow_hit *hit)
 {
 #pragma unroll
 	for (int w = 0; w < SL_FLOW_WAYS; w++) {
@@ -56,6 +73,8 @@ static __always_inline int flow_find(struct sl_flow_bucket *b, const struct sl_f
 		if (!id || READ_ONCE_U32(f->check) != sl_flow_check(h, id, svc_id))
 			return 0;
 		hit->way = f;
+		hit->bucket = i;
+		hit->way_no = w;
 		hit->backend_id = id;
 		hit->svc_id = svc_id;
 		return 1;
@@ -63,43 +82,50 @@ static __always_inline int flow_find(struct sl_flow_bucket *b, const struct sl_f
 	return 0;
 }
 
-/* A packet of the flow in way f: it is the least likely to be evicted next. */
-static __always_inline void flow_seen(struct sl_flow *f, __u32 now)
+/*
+ * A packet of the flow found: its way becomes the bucket's most recently
+ * used, once per jiffy (the line stays clean while the jiffy lasts).
+ */
+static __always_inline void flow_seen(const struct flow_hit *hit, __u32 now)
 {
-	if (f->seen != now) /* keeps the line clean while the jiffy lasts */
-		f->seen = now;
+	__u32 *ix, word, flip;
+
+	if (hit->way->seen == now)
+		return;
+	hit->way->seen = now;
+	ix = flow_index_word(hit->bucket);
+	if (!ix)
+		return;
+	word = READ_ONCE_U32(*ix);
+	flip = (word ^ sl_flow_plru_used(hit->way_no)) & sl_flow_plru_mask(hit->way_no);
+	if (flip)
+		__sync_fetch_and_xor(ix, flip);
 }
 
 /*
- * Gives flow key (hash h) backend id of service svc_id in bucket b: over the
- * flow's own way, or else a free one, or else the one seen longest ago.
+ * Gives flow key (hash h) backend id of service svc_id: the way the index
+ * names for it (sl_flow_way_for) is written whole, without reading the
+ * bucket.
  */
-static __always_inline void flow_remember(struct sl_flow_bucket *b, const struct sl_flow_key *key,
-					  __u64 h, __u32 svc_id, __u32 id, __u32 now)
+static __always_inline void flow_remember(const struct sl_flow_key *key, __u64 h, __u32 svc_id,
+					  __u32 id, __u32 now)
 {
-	struct sl_flow *victim = &b->way[0];
-	__u32 oldest = 0;
+	__u32 i = flow_bucket_index(h), tag = sl_flow_tag(h), w, word;
+	struct sl_flow_bucket *b = flow_bucket(i);
+	__u32 *ix = flow_index_word(i);
+	struct sl_flow *f;
 
-#pragma unroll
-	for (int w = 0; w < SL_FLOW_WAYS; w++) {
-		struct sl_flow *f = &b->way[w];
-		__s32 seen_ago = (__s32)(now - f->seen); /* < 0: seen on a CPU whose jiffy came later */
-		__u32 age = !f->backend_id ? 0xffffffff : seen_ago > 0 ? (__u32)seen_ago : 0;
-
-		if (flow_key_equal(&f->key, key)) {
-			victim = f;
-			break;
-		}
-		if (age >= oldest) {
-			oldest = age;
-			victim = f;
-		}
-	}
-	victim->key = *key;
-	victim->backend_id = id;
-	victim->svc_id = svc_id;
-	victim->check = sl_flow_check(h, id, svc_id);
-	victim->seen = now;
+	if (!b || !ix)
+		return;
+	word = READ_ONCE_U32(*ix);
+	w = sl_flow_way_for(word, tag);
+	f = &b->way[w & (SL_FLOW_WAYS - 1)];
+	f->key = *key;
+	f->backend_id = id;
+	f->svc_id = svc_id;
+	f->check = sl_flow_check(h, id, svc_id);
+	f->seen = now;
+	*ix = sl_flow_index_took(word, w, tag);
 }
 
 #endif

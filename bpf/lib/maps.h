@@ -255,6 +255,18 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } sl_xdp_flows SEC(".maps");
 
+/*
+ * A word per bucket of sl_xdp_flows, its ways' tags and recency, 16 buckets
+ * to an entry (struct sl_flow_index); sized with the table.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, SL_XDP_FLOWS_DEFAULT / SL_FLOW_WAYS / SL_FLOW_INDEX_WORDS);
+	__type(key, __u32);
+	__type(value, struct sl_flow_index);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sl_xdp_flow_idx SEC(".maps");
+
 /* This CPU's entry of id in one of sl_xdp's per-CPU maps; NULL for an id past the stride. */
 static __always_inline void *xdp_cpu_lookup(void *map, __u32 id, __u32 stride)
 {

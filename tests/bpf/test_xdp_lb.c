@@ -1049,38 +1049,163 @@ static void t_flow_torn_way(void **state)
 	END();
 }
 
-/* A new flow in a full bucket takes the way seen longest ago; the others stay. */
+/* The index word of a bucket (sluice/flow.h). */
+static __u32 index_word(__u32 bucket)
+{
+	__u32 entry = bucket / SL_FLOW_INDEX_WORDS;
+	struct sl_flow_index ix = { 0 };
+
+	bpf_map_lookup_elem(map_fd(skel->maps.sl_xdp_flow_idx), &entry, &ix);
+	return ix.word[bucket % SL_FLOW_INDEX_WORDS];
+}
+
+static bool index_write(__u32 bucket, __u32 word)
+{
+	__u32 entry = bucket / SL_FLOW_INDEX_WORDS;
+	struct sl_flow_index ix = { 0 };
+
+	if (!bpf_map_lookup_elem(map_fd(skel->maps.sl_xdp_flow_idx), &entry, &ix)) {
+		ix.word[bucket % SL_FLOW_INDEX_WORDS] = word;
+		if (!bpf_map_update_elem(map_fd(skel->maps.sl_xdp_flow_idx), &entry, &ix, BPF_ANY))
+			return true;
+	}
+	print_message("  %s: sl_xdp_flow_idx: %s\n", cur_case, strerror(errno));
+	return false;
+}
+
+/* f's tag in the index. */
+static __u32 frame_tag(const struct frame *f)
+{
+	struct sl_flow_key k;
+
+	flow_key(f, &k);
+	return sl_flow_tag(sl_flow_hash(&k));
+}
+
+/*
+ * Fills syn's bucket with four other flows (sports 1000..1003) whose index
+ * tags are not syn's, the pseudo-LRU tree set to tree. Returns the bucket.
+ */
+static bool fill_bucket(const struct frame *syn, __u32 tree, __u32 *bucket)
+{
+	__u32 tag = frame_tag(syn), word = 0, t = 1;
+	struct sl_flow_bucket b;
+	bool ok = true;
+	int w = flow_way(syn, &b, bucket);
+
+	ok &= ASSERT_EQ(w >= 0, 1, "the syn's flow is in the table");
+	if (w < 0)
+		return false;
+	for (int i = 0; i < SL_FLOW_WAYS; i++, t++) {
+		b.way[i] = b.way[w];
+		b.way[i].key.sport = htons(1000 + i);
+		t += t == tag;
+		word |= t << (i * SL_FLOW_TAG_BITS);
+	}
+	word |= tree << SL_FLOW_PLRU_SHIFT;
+	ok &= ASSERT_EQ(!bpf_map_update_elem(map_fd(skel->maps.sl_xdp_flows), bucket, &b, BPF_ANY),
+			1, "filling the bucket");
+	return ok && index_write(*bucket, word);
+}
+
+static void empty_bucket(__u32 bucket)
+{
+	struct sl_flow_bucket b;
+
+	memset(&b, 0, sizeof(b));
+	bpf_map_update_elem(map_fd(skel->maps.sl_xdp_flows), &bucket, &b, BPF_ANY);
+	index_write(bucket, 0);
+}
+
+/*
+ * A new flow in a full bucket takes the way the index's pseudo-LRU tree
+ * names (tree 1: the second half, its first way: way 2), without reading
+ * the bucket; the other ways stay, and the index gets the flow's tag.
+ */
 static void t_flow_bucket_full(void **state)
 {
-	static const __u32 ago[SL_FLOW_WAYS] = { 10, 20, 5000, 30 };
-	struct frame syn;
 	struct sl_flow_bucket b;
-	__u32 bucket, now;
-	int w;
+	struct frame syn;
+	__u32 bucket, word;
 
 	BEGIN();
 	ok &= PUT_TABLE(SVC_FLOW, flow_all51, flow_list);
 	flow_frame(&syn, 42011, TCP_SYN);
 	ok &= expect_forward(&syn, XDP_REDIRECT, SVC_FLOW, 51, NEW_SYN, lbout_mac, &want);
-	w = flow_way(&syn, &b, &bucket);
-	ok &= ASSERT_EQ(w >= 0, 1, "the syn's flow is in the table");
-	if (w >= 0) {
-		now = b.way[w].seen; /* the program's jiffies */
-		for (int i = 0; i < SL_FLOW_WAYS; i++) {
-			b.way[i] = b.way[w];
-			b.way[i].key.sport = htons(1000 + i);
-			b.way[i].seen = now - ago[i];
-		}
-		ok &= ASSERT_EQ(!bpf_map_update_elem(map_fd(skel->maps.sl_xdp_flows), &bucket,
-						       &b, BPF_ANY), 1, "filling the bucket");
+	if (fill_bucket(&syn, 1, &bucket)) {
 		ok &= expect_forward(&syn, XDP_REDIRECT, SVC_FLOW, 51, NEW_SYN, lbout_mac, &want);
 		ok &= ASSERT_EQ(flow_way(&syn, &b, &bucket), 2, "the way the syn took");
 		for (int i = 0; i < SL_FLOW_WAYS; i++)
 			if (i != 2)
 				ok &= ASSERT_EQ(ntohs(b.way[i].key.sport), 1000 + i, "a way kept");
-		memset(&b, 0, sizeof(b));
-		bpf_map_update_elem(map_fd(skel->maps.sl_xdp_flows), &bucket, &b, BPF_ANY);
+		word = index_word(bucket);
+		ok &= ASSERT_EQ(sl_flow_index_tag(word, 2), frame_tag(&syn), "the syn's tag, way 2");
+		ok &= ASSERT_EQ(sl_flow_plru_victim(word) != 2, 1, "way 2 no longer the victim");
 	}
+	empty_bucket(bucket);
+	END();
+}
+
+/*
+ * A flow that starts again (a retransmitted SYN, a reused port) takes back
+ * the way its tag names, even with a free way and another victim in the
+ * bucket: the table never holds a flow twice.
+ */
+static void t_flow_own_way(void **state)
+{
+	struct sl_flow_bucket b;
+	struct frame syn;
+	__u32 bucket, word;
+
+	BEGIN();
+	ok &= PUT_TABLE(SVC_FLOW, flow_all51, flow_list);
+	flow_frame(&syn, 42012, TCP_SYN);
+	ok &= expect_forward(&syn, XDP_REDIRECT, SVC_FLOW, 51, NEW_SYN, lbout_mac, &want);
+	if (fill_bucket(&syn, 0, &bucket)) { /* tree 0: the victim is way 0 */
+		word = index_word(bucket);
+		word &= ~(SL_FLOW_TAG_MASK << (1 * SL_FLOW_TAG_BITS)); /* way 1 free */
+		word &= ~(SL_FLOW_TAG_MASK << (3 * SL_FLOW_TAG_BITS));
+		word |= frame_tag(&syn) << (3 * SL_FLOW_TAG_BITS);
+		ok &= index_write(bucket, word);
+		ok &= expect_forward(&syn, XDP_REDIRECT, SVC_FLOW, 51, NEW_SYN, lbout_mac, &want);
+		ok &= ASSERT_EQ(flow_way(&syn, &b, &bucket), 3, "the way the syn's tag names");
+		for (int i = 0; i < 3; i++)
+			ok &= ASSERT_EQ(ntohs(b.way[i].key.sport), 1000 + i, "a way kept");
+	}
+	empty_bucket(bucket);
+	END();
+}
+
+/* A packet of a known flow in a later jiffy makes its way the most recently used. */
+static void t_flow_hit_marks_way_used(void **state)
+{
+	struct frame syn, ack;
+	struct sl_flow_bucket b;
+	__u32 bucket, word;
+	int w;
+
+	BEGIN();
+	ok &= PUT_TABLE(SVC_FLOW, flow_all51, flow_list);
+	flow_frame(&syn, 42013, TCP_SYN);
+	flow_frame(&ack, 42013, TCP_ACK);
+	ok &= expect_forward(&syn, XDP_REDIRECT, SVC_FLOW, 51, NEW_SYN, lbout_mac, &want);
+	w = flow_way(&syn, &b, &bucket);
+	ok &= ASSERT_EQ(w >= 0, 1, "the syn's flow is in the table");
+	if (w >= 0) {
+		/* The tree made to name the flow's way, and its last packet a jiffy ago. */
+		word = index_word(bucket) & ~SL_FLOW_PLRU_MASK;
+		word |= (w < 2 ? (__u32)w << 1 : 1U | (__u32)(w - 2) << 2) << SL_FLOW_PLRU_SHIFT;
+		ok &= index_write(bucket, word);
+		ok &= ASSERT_EQ(sl_flow_plru_victim(word), w, "the flow's way made the victim");
+		b.way[w].seen--;
+		bpf_map_update_elem(map_fd(skel->maps.sl_xdp_flows), &bucket, &b, BPF_ANY);
+		ok &= expect_forward(&ack, XDP_REDIRECT, SVC_FLOW, 51, HIT, lbout_mac, &want);
+		word = index_word(bucket);
+		ok &= ASSERT_EQ(sl_flow_plru_victim(word) != (unsigned int)w, 1,
+				"the way is no longer the victim");
+		ok &= ASSERT_EQ(sl_flow_index_tag(word, w), frame_tag(&syn), "its tag kept");
+	}
+	empty_bucket(bucket);
 	END();
 }
 
@@ -2129,7 +2254,9 @@ static const struct {
 	{ "flow table: the ack of a flow hits it, same backend", t_flow_hit },
 	{ "flow table: a new table keeps an existing flow; a syn picks anew", t_flow_table_swap },
 	{ "flow table: a way two cpus wrote at once is a miss, then written whole", t_flow_torn_way },
-	{ "flow table: a full bucket gives a new flow its least recently seen way", t_flow_bucket_full },
+	{ "flow table: a full bucket gives a new flow the index's least recently used way", t_flow_bucket_full },
+	{ "flow table: a flow that starts again takes back the way its tag names", t_flow_own_way },
+	{ "flow table: a packet in a later jiffy marks its way as recently used", t_flow_hit_marks_way_used },
 	{ "flow table: a flow whose backend was deleted is chosen anew", t_flow_backend_gone },
 	{ "flow table: a flow whose backend id now serves another service is chosen anew",
 	  t_flow_backend_moved },

@@ -803,6 +803,8 @@ def test_xdp_watcher_no_forward_and_flow_table_size(run):
             assert x["program"] == "sl_xdp_edge" and x["forward"] is False, x
         flows = next(m for m in st["maps"] if m["name"] == "sl_xdp_flows")
         assert flows["max_entries"] == 1024 // 4, flows  # buckets of 4 flows
+        index = next(m for m in st["maps"] if m["name"] == "sl_xdp_flow_idx")
+        assert index["max_entries"] == 1024 // 4 // 16, index  # a word per bucket, 16 a line
         assert "without forwarding (--xdp-no-forward)" in agent.log(), agent.log()
     finally:
         E.JANITOR.run(cleanup)

@@ -375,6 +375,12 @@ static int size_tables(struct bpf_object *obj, const struct sl_load_opts *o)
 			buckets);
 		return -EINVAL;
 	}
+	/* One index word per bucket (sluice/flow.h). */
+	err = size_map(obj, o->pin_root, "sl_xdp_flow_idx", sl_flow_index_entries(buckets),
+		       sl_flow_index_entries(buckets), &size, SL_FLOW_WAYS * SL_FLOW_INDEX_WORDS,
+		       "flows");
+	if (err)
+		return err;
 	/* Every object defines the map (bpf/lib/maps.h); only the XDP one indexes it. */
 	err = set_rodata(obj, "flow_buckets", &buckets, sizeof(buckets));
 	if (err == -ENOENT)

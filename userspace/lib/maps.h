@@ -37,6 +37,7 @@ struct sl_maps {
 	int xdp_stats;
 	int xdp_be_stats;
 	int xdp_flows;
+	int xdp_flow_idx;
 	int xdp_nexthop;
 	int vip_filter;
 };
