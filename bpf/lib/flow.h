@@ -28,7 +28,7 @@ struct xdp_pick {
 /* Whether a new flow may go to backend id: read-only, unlike select.h's backend_usable. */
 static __always_inline int xdp_usable(struct xdp_pick *x, __u32 id)
 {
-	struct sl_backend *be = bpf_map_lookup_elem(&sl_backends, &id);
+	struct sl_be_health *be = bpf_map_lookup_elem(&sl_be_health, &id);
 	struct sl_breaker *br;
 
 	if (!be || be->svc_id != x->svc_id)

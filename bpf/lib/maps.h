@@ -50,6 +50,15 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } sl_backends SEC(".maps");
 
+/* backend id -> its service and health, as in sl_backends, for XDP (sluice/backend.h). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, SL_MAX_BACKENDS);
+	__type(key, __u32);
+	__type(value, struct sl_be_health);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sl_be_health SEC(".maps");
+
 /* Shape of one selection table; BPF_F_INNER_MAP lets each table have its own size. */
 struct sl_slots_inner {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

@@ -26,4 +26,26 @@ struct sl_backend {
 };
 _Static_assert(sizeof(struct sl_backend) == 28, "ABI: sl_backend");
 
+/*
+ * Value of sl_be_health, an array keyed by backend id: the record's service
+ * and health, copied by every writer of sl_backends (the reconciler with
+ * each record it writes, zeroed when it removes one; the health checker with
+ * each health it writes). A new XDP flow reads this inlined array entry
+ * instead of hashing into sl_backends, which measured ~45 ns more per SYN.
+ * svc_id 0: no backend has the id.
+ */
+struct sl_be_health {
+	__u32 svc_id;
+	__u8 health; /* enum sl_backend_health */
+	__u8 pad[3];
+};
+_Static_assert(sizeof(struct sl_be_health) == 8, "ABI: sl_be_health");
+
+static inline struct sl_be_health sl_be_health_of(const struct sl_backend *b)
+{
+	struct sl_be_health h = { .svc_id = b->svc_id, .health = b->health };
+
+	return h;
+}
+
 #endif

@@ -208,8 +208,12 @@ static void fill_maps(void)
 		be.weight = 1;
 		be.port = htons(8080);
 		be.family = SL_FAMILY_IPV4;
+		struct sl_be_health h = sl_be_health_of(&be);
+
 		if (bpf_map_update_elem(bpf_map__fd(skel->maps.sl_backends), &be_id, &be, BPF_ANY))
 			die("sl_backends update", errno);
+		if (bpf_map_update_elem(bpf_map__fd(skel->maps.sl_be_health), &be_id, &h, BPF_ANY))
+			die("sl_be_health update", errno);
 	}
 	/* As userspace/lib/reconcile.c write_table: [T, table..., B, list...], then swapped in. */
 	keys = calloc(len, sizeof(*keys));

@@ -453,8 +453,10 @@ static int map_fd(const struct bpf_map *m)
 	return bpf_map__fd(m);
 }
 
+/* As the reconciler writes a backend: the record, and its copy in sl_be_health. */
 static int put_backend(__u32 id, __u32 svc, const char *addr, __u8 health)
 {
+	struct sl_be_health h;
 	struct sl_backend b;
 
 	memset(&b, 0, sizeof(b));
@@ -464,7 +466,10 @@ static int put_backend(__u32 id, __u32 svc, const char *addr, __u8 health)
 	b.weight = 1;
 	b.svc_id = svc;
 	b.health = health;
-	return bpf_map_update_elem(map_fd(skel->maps.sl_backends), &id, &b, BPF_ANY);
+	h = sl_be_health_of(&b);
+	if (bpf_map_update_elem(map_fd(skel->maps.sl_backends), &id, &b, BPF_ANY))
+		return -1;
+	return bpf_map_update_elem(map_fd(skel->maps.sl_be_health), &id, &h, BPF_ANY);
 }
 
 static bool set_health(__u32 id, __u8 health)
@@ -1226,7 +1231,9 @@ static void t_flow_backend_gone(void **state)
 	 * then its cached route (a fresh one is what a flow-table hit trusts).
 	 */
 	ok &= PUT_TABLE(SVC_FLOW, flow_all52, flow_list52);
-	if (bpf_map_delete_elem(map_fd(skel->maps.sl_backends), &id)) {
+	if (bpf_map_delete_elem(map_fd(skel->maps.sl_backends), &id) ||
+	    bpf_map_update_elem(map_fd(skel->maps.sl_be_health), &id,
+				&(struct sl_be_health){ 0 }, BPF_ANY)) {
 		print_message("  %s: sl_backends delete: %s\n", cur_case, strerror(errno));
 		ok = false;
 	}

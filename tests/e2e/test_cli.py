@@ -154,6 +154,12 @@ def map_info(map_id):
         return None
 
 
+def be_health(sluice, backend_id):
+    """sl_be_health[backend_id], as bpftool formats it."""
+    return E.bpftool_json("map", "lookup", "pinned", os.path.join(sluice.pin_root, "sl_be_health"),
+                          "key", *map(str, backend_id.to_bytes(4, "little")))["formatted"]["value"]
+
+
 def test_apply_removes_what_is_gone(sluice, topo):
     dns = svc("dns", VIP_DNS, 53, [be(h.v4, 5353) for h in topo.backends[:2]], "random",
               protocol="udp")
@@ -166,6 +172,10 @@ def test_apply_removes_what_is_gone(sluice, topo):
     dns_id = next(s["id"] for s in sluice.services() if s["name"] == "dns")
     dns_table = slots_table(sluice, dns_id)
     assert map_info(dns_table)["max_entries"] > 1
+    ids = {b["address"]: b["id"] for b in sluice.backends("web")}
+    ids = {h: ids[h.v4] for h in topo.backends}
+    web_id = next(s["id"] for s in sluice.services() if s["name"] == "web")
+    assert {be_health(sluice, i)["svc_id"] for i in ids.values()} == {web_id}
 
     keep = topo.backends[:2]
     _, res = sluice.apply(doc(web(topo, keep)))
@@ -182,6 +192,9 @@ def test_apply_removes_what_is_gone(sluice, topo):
     assert map_info(dns_table) is None, f"the removed service's table {dns_table} is still there"
     for h in topo.backends[2:]:
         assert ("remove", "backend", "web", f"{h.v4}:8080") in ops, res["changes"]
+        assert be_health(sluice, ids[h]) == {"svc_id": 0, "health": 0, "pad": [0, 0, 0]}
+    for h in keep:
+        assert be_health(sluice, ids[h])["svc_id"] == web_id
 
     assert [s["name"] for s in sluice.services()] == ["web"]
     assert backend_set(sluice) == sorted(("web", h.v4, 8080, 1) for h in keep)
@@ -209,6 +222,47 @@ def test_service_added_under_a_removed_ones_id(sluice, topo):
     assert new_id == gone_id, "the scenario needs the removed id handed out again"
     assert map_info(slots_table(sluice, new_id))["max_entries"] > 1
     assert served_by(sluice, topo, vip=VIP_API) == {h.identity for h in topo.backends}
+
+
+def test_backend_added_under_a_removed_ones_id(sluice, topo):
+    """An apply that removes a backend (with its service, which goes first) and adds another
+    may hand the new one the removed one's id (the id cursor comes round to it): the record
+    written for the new backend is not deleted with the old one's after the table swaps, nor
+    its copy in sl_be_health cleared."""
+    b0, b1, b2 = topo.backends[:3]
+    sluice.apply(doc(web(topo, [b0]), web(topo, [b1], name="gone", vip=VIP_DNS)))
+    gone_id = next(b["id"] for b in sluice.backends("gone"))
+    # Point the id cursor (sl_generation.next_backend_id, bytes 60..63) at the id to remove.
+    pin = os.path.join(sluice.pin_root, "sl_generation")
+    key = ["0", "0", "0", "0"]
+    value = [int(x, 16) for x in E.bpftool_json("map", "lookup", "pinned", pin, "key",
+                                                 *key)["value"]]
+    value[60:64] = list(gone_id.to_bytes(4, "little"))
+    E.bpftool_json("map", "update", "pinned", pin, "key", *key, "value", *map(str, value))
+
+    sluice.apply(doc(web(topo, [b0, b2])))
+    assert "gone" not in {s["name"] for s in sluice.services()}
+    web_ids = {b["address"]: b["id"] for b in sluice.backends("web")}
+    assert b2.v4 in web_ids, f"the new backend's record was deleted: {web_ids}"
+    new_id = web_ids[b2.v4]
+    assert new_id == gone_id, "the scenario needs the removed id handed out again"
+    svc_id = next(s["id"] for s in sluice.services() if s["name"] == "web")
+    assert be_health(sluice, new_id)["svc_id"] == svc_id
+    assert served_by(sluice, topo) == {b0.identity, b2.identity}
+
+
+def test_load_fills_a_missing_be_health(sluice, topo):
+    """A load over the pins of a version without sl_be_health (its pin removed here) creates
+    it and fills it from the backend records in force, so XDP does not take every backend
+    for removed until the next apply changes them."""
+    sluice.apply(doc(web(topo)))
+    web_id = next(s["id"] for s in sluice.services() if s["name"] == "web")
+    ids = [b["id"] for b in sluice.backends("web")]
+    os.unlink(os.path.join(sluice.pin_root, "sl_be_health"))
+    p = sluice.load()
+    assert f"filled from the {len(ids)} backend records in force" in p.stderr, p.stderr
+    assert [be_health(sluice, i)["svc_id"] for i in ids] == [web_id] * len(ids)
+    assert served_by(sluice, topo) == {h.identity for h in topo.backends[:3]}
 
 
 def test_dry_run_changes_nothing(sluice, topo):

@@ -442,7 +442,8 @@ class Ctx:
         return total
 
     def set_health(self, backend_id, health):
-        """Writes the health byte of sl_backends[backend_id], as the agent's checks do."""
+        """Writes the health byte of sl_backends[backend_id] and of its copy in
+        sl_be_health (struct sl_be_health: svc_id, then health), as the agent's checks do."""
         pin = os.path.join(self.sluice.pin_root, "sl_backends")
         key = [str(b) for b in backend_id.to_bytes(4, "little")]
         e = E.bpftool_json("map", "lookup", "pinned", pin, "key", *key)
@@ -451,6 +452,10 @@ class Ctx:
         value[SL_BACKEND_HEALTH_BYTE] = health
         E.bpftool_json("map", "update", "pinned", pin, "key", *key,
                        "value", *(str(v) for v in value))
+        copy = value[16:20] + [health, 0, 0, 0]  # svc_id is bytes 16..19 of sl_backend
+        E.bpftool_json("map", "update", "pinned",
+                       os.path.join(self.sluice.pin_root, "sl_be_health"), "key", *key,
+                       "value", *(str(v) for v in copy))
 
 
 def backends_of(topo, names, fam=4):

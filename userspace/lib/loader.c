@@ -440,11 +440,65 @@ out:
 	return err;
 }
 
+static int open_pinned(const char *pin_root, const char *name)
+{
+	char path[PATH_MAX];
+	int fd;
+
+	if (sl_pin_path(path, sizeof(path), pin_root, name))
+		return -ENAMETOOLONG;
+	fd = bpf_obj_get(path);
+	return fd < 0 ? -errno : fd;
+}
+
+/*
+ * sl_be_health copies sl_backends' records (sluice/backend.h). Created by a
+ * load over the pins of a version without it, it is filled from the records
+ * in force; empty, it would have XDP take every backend for removed until
+ * the next apply that changed them.
+ */
+static int fill_be_health(const char *pin_root)
+{
+	int be_fd = open_pinned(pin_root, "sl_backends"), h_fd = -1, err = 0, n = 0;
+	__u32 id, *prev = NULL;
+	struct sl_be_health h;
+	struct sl_backend b;
+
+	if (be_fd < 0)
+		return 0; /* no records yet */
+	h_fd = open_pinned(pin_root, "sl_be_health");
+	if (h_fd < 0) {
+		err = h_fd;
+		goto out;
+	}
+	while (!bpf_map_get_next_key(be_fd, prev, &id)) {
+		prev = &id;
+		if (bpf_map_lookup_elem(be_fd, &id, &b))
+			continue; /* removed meanwhile */
+		h = sl_be_health_of(&b);
+		if (bpf_map_update_elem(h_fd, &id, &h, BPF_ANY)) {
+			err = -errno;
+			goto out;
+		}
+		n++;
+	}
+	if (n)
+		log_info("sl_be_health: filled from the %d backend records in force", n);
+out:
+	if (err)
+		log_err("cannot fill sl_be_health from sl_backends: %s", strerror(-err));
+	if (h_fd >= 0)
+		close(h_fd);
+	close(be_fd);
+	return err;
+}
+
 int sl_load(const struct sl_load_opts *o)
 {
 	char cgroup[PATH_MAX], path[PATH_MAX];
 	const struct datapath_obj *d;
-	int cg_fd = -1, lock_fd = -1, err, progs = 0, unpinned = 0;
+	int cg_fd = -1, lock_fd = -1, err, progs = 0, unpinned = 0, health_fd;
+	bool fill_health;
 
 	if (geteuid() != 0) {
 		log_err("must run as root: loading and attaching BPF programs needs CAP_BPF, CAP_NET_ADMIN and CAP_SYS_ADMIN");
@@ -465,6 +519,10 @@ int sl_load(const struct sl_load_opts *o)
 	lock_fd = sl_lock_pin_root(o->pin_root);
 	if (lock_fd < 0)
 		return lock_fd;
+	health_fd = open_pinned(o->pin_root, "sl_be_health");
+	fill_health = health_fd == -ENOENT;
+	if (health_fd >= 0)
+		close(health_fd);
 
 	cg_fd = open(cgroup, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (cg_fd < 0) {
@@ -482,6 +540,8 @@ int sl_load(const struct sl_load_opts *o)
 		if (err)
 			goto out;
 	}
+	if (fill_health && (err = fill_be_health(o->pin_root)))
+		goto out;
 	log_info("loaded: %d programs attached to %s, maps pinned under %s%s", progs, cgroup,
 		 o->pin_root, o->no_conn_tracking ? " (connection tracking off)" : "");
 out:

@@ -14,7 +14,7 @@
 #include "maps.h"
 
 const char *const sl_map_names[] = {
-	"sl_services", "sl_backends", "sl_svc_slots", "sl_rr",
+	"sl_services", "sl_backends", "sl_be_health", "sl_svc_slots", "sl_rr",
 	"sl_revnat",   "sl_svc_stats", "sl_be_stats", "sl_generation",
 	"sl_breakers", "sl_live",      "sl_svc_state", "sl_sock",
 	"sl_affinity", "sl_rl_svc",    "sl_rl_client", "sl_xdp_cfg",
@@ -293,6 +293,15 @@ int sl_breaker_reset(const struct sl_maps *m, __u32 backend_id)
 	struct sl_breaker closed = { 0 };
 
 	if (bpf_map_update_elem(m->breakers, &backend_id, &closed, BPF_F_LOCK))
+		return -errno;
+	return 0;
+}
+
+int sl_be_health_write(const struct sl_maps *m, __u32 backend_id, const struct sl_backend *b)
+{
+	struct sl_be_health h = sl_be_health_of(b);
+
+	if (bpf_map_update_elem(m->be_health, &backend_id, &h, BPF_ANY))
 		return -errno;
 	return 0;
 }

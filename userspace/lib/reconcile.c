@@ -43,6 +43,7 @@ struct plan {
 	struct sl_batch be_fresh_xdp;	  /* ...zeroed XDP counters... */
 	struct sl_batch be_fresh_nexthop; /* ...and no cached route */
 	struct sl_batch be_put;		  /* sl_backends records */
+	struct sl_batch be_health_put;	  /* and their copies in sl_be_health */
 	struct sl_batch svc_fresh_stats;  /* new service ids: zeroed counters, rr, state */
 	struct sl_batch svc_fresh_rr;
 	struct sl_batch svc_fresh_state;
@@ -55,7 +56,8 @@ struct plan {
 	struct sl_batch svc_put;	  /* sl_services values */
 	struct sl_batch be_del;		  /* sl_backends ids, after the swaps... */
 	struct sl_batch be_gone_nexthop;  /* ...and then their cached routes, which sl_xdp's
-					   * flow-table hits take as "still a backend" */
+					   * flow-table hits take as "still a backend"... */
+	struct sl_batch be_gone_health;	  /* ...and their copies in sl_be_health */
 	struct recount *recounts;
 	size_t recount_count;
 	int ncpus; /* blocks of sl_xdp's per-CPU maps (sluice/xdp.h) */
@@ -90,6 +92,7 @@ static void plan_init(struct plan *p)
 	sl_batch_init_zeroes(&p->be_fresh_xdp, sizeof(__u32), sizeof(struct sl_xdp_be_stats));
 	sl_batch_init_zeroes(&p->be_fresh_nexthop, sizeof(__u32), sizeof(struct sl_xdp_nexthop));
 	sl_batch_init(&p->be_put, sizeof(__u32), sizeof(struct sl_backend));
+	sl_batch_init(&p->be_health_put, sizeof(__u32), sizeof(struct sl_be_health));
 	sl_batch_init_zeroes(&p->svc_fresh_stats, sizeof(__u32), ncpus * sizeof(struct sl_svc_stats));
 	sl_batch_init_zeroes(&p->svc_fresh_rr, sizeof(__u32), sizeof(__u32));
 	sl_batch_init_zeroes(&p->svc_fresh_state, sizeof(__u32), sizeof(struct sl_svc_state));
@@ -102,16 +105,18 @@ static void plan_init(struct plan *p)
 	sl_batch_init(&p->svc_put, sizeof(struct sl_svc_key), sizeof(struct sl_service));
 	sl_batch_init(&p->be_del, sizeof(__u32), 0);
 	sl_batch_init_zeroes(&p->be_gone_nexthop, sizeof(__u32), sizeof(struct sl_xdp_nexthop));
+	sl_batch_init_zeroes(&p->be_gone_health, sizeof(__u32), sizeof(struct sl_be_health));
 }
 
 static void plan_free(struct plan *p)
 {
 	struct sl_batch *all[] = { &p->svc_del, &p->be_fresh_stats, &p->be_fresh_breaker,
 				   &p->be_fresh_live, &p->be_fresh_xdp, &p->be_fresh_nexthop,
-				   &p->be_put, &p->svc_fresh_stats,
+				   &p->be_put, &p->be_health_put, &p->svc_fresh_stats,
 				   &p->svc_fresh_rr, &p->svc_fresh_state, &p->svc_fresh_rl,
 				   &p->svc_fresh_syn, &p->svc_fresh_xdp, &p->tables,
-				   &p->slots_emptied, &p->svc_put, &p->be_del, &p->be_gone_nexthop };
+				   &p->slots_emptied, &p->svc_put, &p->be_del, &p->be_gone_nexthop,
+				   &p->be_gone_health };
 
 	/* The inner maps staged in tables are held by their fds until here. */
 	for (size_t i = 0; i < p->tables.count; i++)
@@ -392,7 +397,10 @@ static int reset_backend_state(struct reconciler *r, __u32 id)
 
 static int write_backend(struct reconciler *r, __u32 id, const struct sl_backend *b)
 {
-	return sl_batch_add(&r->plan.be_put, &id, b);
+	struct sl_be_health h = sl_be_health_of(b);
+	int err = sl_batch_add(&r->plan.be_put, &id, b);
+
+	return err ? err : sl_batch_add(&r->plan.be_health_put, &id, &h);
 }
 
 static int delete_backend(struct reconciler *r, __u32 id)
@@ -400,8 +408,10 @@ static int delete_backend(struct reconciler *r, __u32 id)
 	int err;
 
 	pool_release(&r->be_ids, id);
-	err = sl_batch_add(&r->plan.be_del, &id, NULL);
-	return err ? err : add_cpu_blocks(&r->plan, &r->plan.be_gone_nexthop, id, SL_XDP_BE_STRIDE);
+	if ((err = sl_batch_add(&r->plan.be_del, &id, NULL)) ||
+	    (err = sl_batch_add(&r->plan.be_gone_health, &id, NULL)))
+		return err;
+	return add_cpu_blocks(&r->plan, &r->plan.be_gone_nexthop, id, SL_XDP_BE_STRIDE);
 }
 
 /* unhealthy: the health checker's count, kept from the value in force. */
@@ -786,6 +796,30 @@ static int write_generation(struct reconciler *r, const struct sl_registry *want
 	return 0;
 }
 
+/*
+ * Drops from a batch keyed by backend id the ids this apply released and
+ * then took again (the id cursor came round to them): each now names a new
+ * record, written before the swaps, which the removals after them must leave.
+ */
+static void keep_retaken(struct sl_batch *b, const struct id_pool *pool)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < b->count; i++) {
+		__u32 id;
+
+		memcpy(&id, b->keys + i * b->key_size, sizeof(id));
+		if (id < pool->size && pool->used[id])
+			continue;
+		memmove(b->keys + n * b->key_size, b->keys + i * b->key_size, b->key_size);
+		if (b->values)
+			memmove(b->values + n * b->value_size, b->values + i * b->value_size,
+				b->value_size);
+		n++;
+	}
+	b->count = n;
+}
+
 static int flush_step(struct reconciler *r, int err, const char *what, const char *map)
 {
 	if (err)
@@ -808,6 +842,8 @@ static int flush_plan(struct reconciler *r)
 	struct plan *p = &r->plan;
 	int err;
 
+	keep_retaken(&p->be_del, &r->be_ids);
+	keep_retaken(&p->be_gone_health, &r->be_ids);
 	if ((err = flush_step(r, sl_batch_delete(m->services, &p->svc_del), "remove services",
 			      "sl_services")) ||
 	    (err = flush_step(r, sl_batch_update(m->svc_slots, &p->slots_emptied, 0),
@@ -824,6 +860,8 @@ static int flush_plan(struct reconciler *r)
 			      "forget cached routes", "sl_xdp_nexthop")) ||
 	    (err = flush_step(r, sl_batch_update(m->backends, &p->be_put, 0), "write backends",
 			      "sl_backends")) ||
+	    (err = flush_step(r, sl_batch_update(m->be_health, &p->be_health_put, 0),
+			      "copy backends' service and health", "sl_be_health")) ||
 	    (err = flush_step(r, sl_batch_update(m->svc_stats, &p->svc_fresh_stats, 0),
 			      "zero service counters", "sl_svc_stats")) ||
 	    (err = flush_step(r, sl_batch_update(m->rr, &p->svc_fresh_rr, 0),
@@ -843,7 +881,9 @@ static int flush_plan(struct reconciler *r)
 	    (err = flush_step(r, sl_batch_delete(m->backends, &p->be_del), "remove backends",
 			      "sl_backends")) ||
 	    (err = flush_step(r, sl_batch_update(m->xdp_nexthop, &p->be_gone_nexthop, 0),
-			      "forget removed backends' routes", "sl_xdp_nexthop")))
+			      "forget removed backends' routes", "sl_xdp_nexthop")) ||
+	    (err = flush_step(r, sl_batch_update(m->be_health, &p->be_gone_health, 0),
+			      "clear removed backends' copies", "sl_be_health")))
 		return err;
 	for (size_t i = 0; i < p->recount_count; i++)
 		sl_svc_state_recount(m, p->recounts[i].svc_id, p->recounts[i].ids, p->recounts[i].n);

@@ -766,6 +766,7 @@ static void write_backend_health(struct health *h, const struct htarget *t, __u3
 {
 	char ep[SL_ENDPOINT_STRLEN];
 	struct sl_backend b;
+	int err;
 
 	if (bpf_map_lookup_elem(h->maps->backends, &id, &b)) {
 		log_warn("health: service %s backend %s: cannot read id %u from sl_backends: %s",
@@ -784,6 +785,9 @@ static void write_backend_health(struct health *h, const struct htarget *t, __u3
 	if (bpf_map_update_elem(h->maps->backends, &id, &b, BPF_EXIST))
 		log_warn("health: service %s backend %s: cannot write id %u to sl_backends: %s",
 			 t->svc->name, target_name(t, ep, sizeof(ep)), id, strerror(errno));
+	else if ((err = sl_be_health_write(h->maps, id, &b)))
+		log_warn("health: service %s backend %s: cannot write id %u to sl_be_health: %s",
+			 t->svc->name, target_name(t, ep, sizeof(ep)), id, strerror(-err));
 }
 
 static void write_unhealthy_count(struct health *h, const char *name, const struct sl_svc_key *key,
@@ -893,7 +897,8 @@ static void reset_service(struct health *h, const struct sl_state_service *ss)
 		if (b.health == SL_HEALTH_UNKNOWN)
 			continue;
 		b.health = SL_HEALTH_UNKNOWN;
-		if (bpf_map_update_elem(h->maps->backends, &id, &b, BPF_EXIST))
+		if (bpf_map_update_elem(h->maps->backends, &id, &b, BPF_EXIST) ||
+		    sl_be_health_write(h->maps, id, &b))
 			log_warn("health: service %s: cannot reset the health of backend id %u: %s",
 				 ss->v.name, id, strerror(errno));
 	}
