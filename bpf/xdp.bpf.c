@@ -151,13 +151,10 @@ static __always_inline int balance(struct xdp_md *ctx, const struct packet *p,
 /* Whether the packet may be for a VIP (no false negatives; see struct sl_vip_filter). */
 static __always_inline int maybe_vip(const struct packet *p)
 {
-	__u32 zero = 0, a = sl_vip_filter_addr_bit(&p->dst), port = p->dport;
+	__u32 zero = 0;
 	struct sl_vip_filter *f = bpf_map_lookup_elem(&sl_vip_filter, &zero);
 
-	if (!f)
-		return 1;
-	return (f->addr[(a >> 6) & (SL_VIP_FILTER_WORDS - 1)] >> (a & 63) & 1) &&
-	       (f->port[(port >> 6) & (SL_VIP_FILTER_WORDS - 1)] >> (port & 63) & 1);
+	return !f || sl_vip_filter_has(f, sl_vip_filter_bit(&p->dst, p->dport));
 }
 
 /*

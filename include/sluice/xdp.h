@@ -111,35 +111,41 @@ _Static_assert(sizeof(struct sl_xdp_be_stats) == 24, "ABI: sl_xdp_be_stats");
 
 /*
  * Value of sl_vip_filter (ARRAY, one entry): a bit per hashed destination
- * address and a bit per port that some VIP uses. A packet matching neither
- * is no VIP's, and sl_xdp skips the service and flow lookups for it; a match
- * may be a false positive, never a false negative (the reconciler writes
- * the union of the old and new sets first, then the new one).
+ * (address, port) that some VIP uses. A packet whose bit is clear is no
+ * VIP's, and sl_xdp skips the service and flow lookups for it; a set bit may
+ * be a false positive (about one in 131,072 / the number of VIP:ports),
+ * never a false negative (the reconciler writes the union of the old and
+ * new sets first, then the new one). One bit, so a packet reads one word:
+ * a page of its own costs a page walk per packet here ("Cost per packet" in
+ * the README); separate address and port sets cost two.
  */
-#define SL_VIP_FILTER_WORDS 1024 /* 65,536 bits each */
+#define SL_VIP_FILTER_WORDS 2048 /* 131,072 bits */
 
 struct sl_vip_filter {
-	__u64 addr[SL_VIP_FILTER_WORDS];
-	__u64 port[SL_VIP_FILTER_WORDS]; /* by port in network order, as packets carry it */
+	__u64 bits[SL_VIP_FILTER_WORDS];
 };
 
-/* The address's bit: the same fold on both sides of the ABI. */
-static inline __u32 sl_vip_filter_addr_bit(const struct sl_addr *a)
+/* The bit of destination (address, port in network order): the same hash on both sides of the ABI. */
+static inline __u32 sl_vip_filter_bit(const struct sl_addr *a, __u16 port_be)
 {
 	__u32 x = a->words[0] ^ a->words[1] ^ a->words[2] ^ a->words[3];
 
-	x ^= x >> 16;
-	return x & 0xffff;
+	x = (x ^ ((__u32)port_be << 16 | port_be)) * 0x9e3779b1U;
+	return (x ^ x >> 15) & (SL_VIP_FILTER_WORDS * 64 - 1);
+}
+
+static inline int sl_vip_filter_has(const struct sl_vip_filter *f, __u32 bit)
+{
+	return f->bits[(bit >> 6) & (SL_VIP_FILTER_WORDS - 1)] >> (bit & 63) & 1;
 }
 
 /* Marks a VIP (address, port in network order) in the filter; the reconciler's and the tests' one way. */
 static inline void sl_vip_filter_mark(struct sl_vip_filter *f, const struct sl_addr *vip,
 				      __u16 port_be)
 {
-	__u32 a = sl_vip_filter_addr_bit(vip);
+	__u32 bit = sl_vip_filter_bit(vip, port_be);
 
-	f->addr[(a >> 6) & (SL_VIP_FILTER_WORDS - 1)] |= 1ULL << (a & 63);
-	f->port[(port_be >> 6) & (SL_VIP_FILTER_WORDS - 1)] |= 1ULL << (port_be & 63);
+	f->bits[(bit >> 6) & (SL_VIP_FILTER_WORDS - 1)] |= 1ULL << (bit & 63);
 }
 
 /*

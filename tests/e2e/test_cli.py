@@ -251,17 +251,28 @@ def test_backend_added_under_a_removed_ones_id(sluice, topo):
     assert served_by(sluice, topo) == {b0.identity, b2.identity}
 
 
-def test_load_fills_a_missing_be_health(sluice, topo):
-    """A load over the pins of a version without sl_be_health (its pin removed here) creates
-    it and fills it from the backend records in force, so XDP does not take every backend
-    for removed until the next apply changes them."""
-    sluice.apply(doc(web(topo)))
+def test_load_rebuilds_what_derives_from_the_records(sluice, topo):
+    """A load over the pins of an older version: sl_be_health, missing (its pin removed
+    here), is created and filled from the backend records in force, and sl_vip_filter, laid
+    out otherwise but of the same size (zeroed here), is rewritten from the services in
+    force, as the reconciler wrote it; so XDP neither takes every backend for removed nor
+    passes a VIP's packets by until the next apply."""
+    sluice.apply(doc(web(topo), web(topo, topo.backends[:1], name="api", vip=VIP_API)))
     web_id = next(s["id"] for s in sluice.services() if s["name"] == "web")
     ids = [b["id"] for b in sluice.backends("web")]
+    assert len(sluice.backends()) == len(ids) + 1
+    filt = os.path.join(sluice.pin_root, "sl_vip_filter")
+    written = E.bpftool_json("map", "lookup", "pinned", filt, "key", "0", "0", "0", "0")["value"]
+    assert any(int(x, 16) for x in written)
+    E.bpftool_json("map", "update", "pinned", filt, "key", "0", "0", "0", "0",
+                   "value", *(["0"] * len(written)))
     os.unlink(os.path.join(sluice.pin_root, "sl_be_health"))
+
     p = sluice.load()
-    assert f"filled from the {len(ids)} backend records in force" in p.stderr, p.stderr
+    assert f"filled from the {len(ids) + 1} backend records in force" in p.stderr, p.stderr
     assert [be_health(sluice, i)["svc_id"] for i in ids] == [web_id] * len(ids)
+    assert E.bpftool_json("map", "lookup", "pinned", filt, "key", "0", "0", "0",
+                          "0")["value"] == written
     assert served_by(sluice, topo) == {h.identity for h in topo.backends[:3]}
 
 

@@ -493,6 +493,45 @@ out:
 	return err;
 }
 
+/*
+ * sl_vip_filter is derived from sl_services' keys, and a filter pinned by a
+ * version that laid its bits out otherwise has the same size, so its pin is
+ * reused: each load rewrites it from the services in force, so the new
+ * program never takes a VIP in force for none. An apply running meanwhile
+ * rewrites it again when it ends.
+ */
+static int refill_vip_filter(const char *pin_root)
+{
+	int svc_fd = open_pinned(pin_root, "sl_services"), f_fd = -1, err = 0;
+	struct sl_vip_filter *f = calloc(1, sizeof(*f));
+	struct sl_svc_key key, *prev = NULL;
+	__u32 zero = 0;
+
+	if (!f) {
+		err = -ENOMEM;
+		goto out;
+	}
+	if (svc_fd < 0 || (f_fd = open_pinned(pin_root, "sl_vip_filter")) < 0) {
+		err = svc_fd < 0 ? svc_fd : f_fd;
+		goto out;
+	}
+	while (!bpf_map_get_next_key(svc_fd, prev, &key)) {
+		prev = &key;
+		sl_vip_filter_mark(f, &key.vip, key.port);
+	}
+	if (bpf_map_update_elem(f_fd, &zero, f, BPF_ANY))
+		err = -errno;
+out:
+	if (err)
+		log_err("cannot rewrite sl_vip_filter from sl_services: %s", strerror(-err));
+	if (f_fd >= 0)
+		close(f_fd);
+	if (svc_fd >= 0)
+		close(svc_fd);
+	free(f);
+	return err;
+}
+
 int sl_load(const struct sl_load_opts *o)
 {
 	char cgroup[PATH_MAX], path[PATH_MAX];
@@ -540,7 +579,8 @@ int sl_load(const struct sl_load_opts *o)
 		if (err)
 			goto out;
 	}
-	if (fill_health && (err = fill_be_health(o->pin_root)))
+	if ((fill_health && (err = fill_be_health(o->pin_root))) ||
+	    (err = refill_vip_filter(o->pin_root)))
 		goto out;
 	log_info("loaded: %d programs attached to %s, maps pinned under %s%s", progs, cgroup,
 		 o->pin_root, o->no_conn_tracking ? " (connection tracking off)" : "");
