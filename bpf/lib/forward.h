@@ -7,7 +7,7 @@
  * loopback and answers the client directly (scripts/xdp-backend-setup.sh).
  *
  * The FIB's answer for a backend (egress, MACs, route MTU) is kept per CPU in
- * sl_xdp_nexthop for NEXTHOP_TTL_JIFFIES: with cold caches bpf_fib_lookup
+ * sl_xdp_backend for NEXTHOP_TTL_JIFFIES: with cold caches bpf_fib_lookup
  * costs more than the rest of the packet's path, and a route or neighbour
  * change is followed within that time.
  */

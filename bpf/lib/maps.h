@@ -224,14 +224,18 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } sl_xdp_stats SEC(".maps");
 
-/* (CPU, backend id) -> packets, bytes and new flows XDP sent it; zeroed by the reconciler for a new id. */
+/*
+ * (CPU, backend id) -> packets, bytes and new flows XDP sent it, and its
+ * cached FIB answer (egress, MACs, MTU), written by sl_xdp; zeroed by the
+ * reconciler for a new id and after it removes one.
+ */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, SL_XDP_BE_STRIDE);
 	__type(key, __u32);
-	__type(value, struct sl_xdp_be_stats);
+	__type(value, struct sl_xdp_backend);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} sl_xdp_be_stats SEC(".maps");
+} sl_xdp_backend SEC(".maps");
 
 /* 0 -> the VIP pre-filter (struct sl_vip_filter); written by the reconciler. */
 struct {
@@ -242,14 +246,6 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } sl_vip_filter SEC(".maps");
 
-/* (CPU, backend id) -> cached FIB answer (egress, MACs, MTU); written by sl_xdp, emptied for a new id. */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, SL_XDP_BE_STRIDE);
-	__type(key, __u32);
-	__type(value, struct sl_xdp_nexthop);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} sl_xdp_nexthop SEC(".maps");
 
 /*
  * The flow table of sl_xdp (sluice/flow.h): buckets of flows, shared by all
@@ -293,12 +289,20 @@ static __always_inline struct sl_xdp_stats *xdp_stats_of(__u32 svc_id)
 
 static __always_inline struct sl_xdp_be_stats *xdp_be_stats_of(__u32 backend_id)
 {
-	return xdp_cpu_lookup(&sl_xdp_be_stats, backend_id, SL_XDP_BE_STRIDE);
+	struct sl_xdp_backend *b = xdp_cpu_lookup(&sl_xdp_backend, backend_id, SL_XDP_BE_STRIDE);
+
+	return b ? &b->stats : NULL; /* at offset 0: no arithmetic on a maybe-NULL pointer */
 }
 
 static __always_inline struct sl_xdp_nexthop *xdp_nexthop_of(__u32 backend_id)
 {
-	return xdp_cpu_lookup(&sl_xdp_nexthop, backend_id, SL_XDP_BE_STRIDE);
+	struct sl_xdp_backend *b = xdp_cpu_lookup(&sl_xdp_backend, backend_id, SL_XDP_BE_STRIDE);
+
+	if (!b)
+		return NULL;
+	/* Keeps clang from adding the offset before the NULL test, which the verifier refuses. */
+	asm volatile("" : "+r"(b));
+	return &b->route;
 }
 
 /* Which registry document is live; one entry written by the reconciler after each apply. */

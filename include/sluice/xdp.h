@@ -54,7 +54,7 @@ enum sl_xdp_pass {
 };
 
 /*
- * sl_xdp's per-CPU state (sl_xdp_stats, sl_xdp_be_stats, sl_xdp_nexthop) is
+ * sl_xdp's per-CPU state (sl_xdp_stats, sl_xdp_backend) is
  * kept in plain ARRAYs of one block per possible CPU, sized at load: the
  * entry of id on CPU cpu is key cpu * stride + id, stride being the id space
  * (SL_MAX_SERVICES or SL_MAX_BACKENDS). A CPU writes only its own block, so
@@ -78,8 +78,7 @@ struct sl_xdp_cpu_map {
 };
 #define SL_XDP_CPU_MAPS                                                                      \
 	{                                                                                    \
-		{ "sl_xdp_stats", SL_XDP_STATS_STRIDE }, { "sl_xdp_be_stats", SL_XDP_BE_STRIDE }, \
-		{ "sl_xdp_nexthop", SL_XDP_BE_STRIDE },                                       \
+		{ "sl_xdp_stats", SL_XDP_STATS_STRIDE }, { "sl_xdp_backend", SL_XDP_BE_STRIDE }, \
 	}
 
 /*
@@ -149,10 +148,9 @@ static inline void sl_vip_filter_mark(struct sl_vip_filter *f, const struct sl_a
 }
 
 /*
- * Value of sl_xdp_nexthop (per CPU, above; by backend id): what the
- * kernel's FIB said about reaching the backend, kept for a while so that a
- * packet does not pay for a FIB and neighbour lookup (a few hundred ns with
- * cold caches). Per CPU, so a refill never races a reader.
+ * What the kernel's FIB said about reaching a backend, kept for a while so
+ * that a packet does not pay for a FIB and neighbour lookup (a few hundred
+ * ns with cold caches). Per CPU, so a refill never races a reader.
  */
 struct sl_xdp_nexthop {
 	__u64 expires; /* jiffies; 0: empty */
@@ -163,5 +161,18 @@ struct sl_xdp_nexthop {
 	__u8 pad[4];
 };
 _Static_assert(sizeof(struct sl_xdp_nexthop) == 32, "ABI: sl_xdp_nexthop");
+
+/*
+ * Value of sl_xdp_backend (per CPU, above; by backend id): the CPU's
+ * counters of what it sent the backend and its cached route, in one 64-byte
+ * entry, so that a forwarded packet touches one page for both (a page is a
+ * page walk per packet here: README, "Cost per packet").
+ */
+struct sl_xdp_backend {
+	struct sl_xdp_be_stats stats;
+	__u64 pad;
+	struct sl_xdp_nexthop route;
+};
+_Static_assert(sizeof(struct sl_xdp_backend) == 64, "ABI: sl_xdp_backend");
 
 #endif

@@ -22,7 +22,7 @@
  * device, TTL/hop limit - 1 with a valid IPv4 header checksum (recomputed from
  * scratch), every other byte unchanged (DSR: addresses, L4 header, payload),
  * and the L4 checksum still valid with the pseudo-header. Every case also
- * compares every counter of sl_xdp_stats (all service ids) and sl_xdp_be_stats
+ * compares every counter of sl_xdp_stats (all service ids) and sl_xdp_backend
  * (all backend ids) before and after against the deltas it expects: what it
  * does not name must not move.
  *
@@ -653,7 +653,7 @@ static __u64 *stat_at(struct sl_xdp_stats *s, size_t i)
 static bool take_snap(struct snap *s)
 {
 	struct sl_xdp_stats *ps = calloc(ncpus, sizeof(*ps));
-	struct sl_xdp_be_stats *pb = calloc(ncpus, sizeof(*pb));
+	struct sl_xdp_backend *pb = calloc(ncpus, sizeof(*pb));
 	bool ok = ps && pb;
 
 	memset(s, 0, sizeof(*s));
@@ -669,17 +669,17 @@ static bool take_snap(struct snap *s)
 				*stat_at(&s->svc[id], i) += *stat_at(&ps[c], i);
 	}
 	for (__u32 id = 0; ok && id <= BE_MAX; id++) {
-		if (xdp_cpu_read(map_fd(skel->maps.sl_xdp_be_stats), SL_XDP_BE_STRIDE, id, pb,
+		if (xdp_cpu_read(map_fd(skel->maps.sl_xdp_backend), SL_XDP_BE_STRIDE, id, pb,
 				 sizeof(*pb))) {
-			print_message("  %s: sl_xdp_be_stats[%u]: %s\n", cur_case, id,
+			print_message("  %s: sl_xdp_backend[%u]: %s\n", cur_case, id,
 				      strerror(errno));
 			ok = false;
 			break;
 		}
 		for (int c = 0; c < ncpus; c++) {
-			s->be[id].packets += pb[c].packets;
-			s->be[id].bytes += pb[c].bytes;
-			s->be[id].new_flows += pb[c].new_flows;
+			s->be[id].packets += pb[c].stats.packets;
+			s->be[id].bytes += pb[c].stats.bytes;
+			s->be[id].new_flows += pb[c].stats.new_flows;
 		}
 	}
 	free(ps);
@@ -705,7 +705,7 @@ static bool check_deltas(const struct snap *before, const struct snap *after, st
 	for (__u32 id = 0; id <= BE_MAX; id++) {
 #define BE_DELTA(field)                                                                     \
 	do {                                                                                \
-		snprintf(what, sizeof(what), "sl_xdp_be_stats[%u]." #field " delta", id);   \
+		snprintf(what, sizeof(what), "sl_xdp_backend[%u].stats." #field " delta", id);   \
 		ok &= ASSERT_EQ(after->be[id].field - before->be[id].field, want->be[id].field, \
 				what);                                                      \
 	} while (0)
@@ -1616,27 +1616,34 @@ static void t_vlan(void **state)
 	END();
 }
 
-/* --- cases: the route cache (sl_xdp_nexthop) --------------------------------------------- */
+/* --- cases: the route cache (sl_xdp_backend's route) -------------------------------------- */
 
 static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static int write_sysctl(const char *path, const char *v);
 
 
-/* Every CPU's cached route for backend id; with expires_only, only sets expires to 1 (stale). */
+/*
+ * Empties every CPU's cached route for backend id (its counters kept); with
+ * expires_only, only sets expires to 1 (stale).
+ */
 static bool nexthop_write(__u32 id, bool expires_only)
 {
-	struct sl_xdp_nexthop *v = calloc(ncpus, sizeof(*v));
-	int fd = bpf_map__fd(skel->maps.sl_xdp_nexthop);
+	struct sl_xdp_backend *v = calloc(ncpus, sizeof(*v));
+	int fd = bpf_map__fd(skel->maps.sl_xdp_backend);
 	bool ok = v != NULL;
 
-	if (ok && expires_only)
+	if (ok)
 		ok = !xdp_cpu_read(fd, SL_XDP_BE_STRIDE, id, v, sizeof(*v));
-	for (int c = 0; ok && expires_only && c < ncpus; c++)
-		v[c].expires = 1;
+	for (int c = 0; ok && c < ncpus; c++) {
+		if (expires_only)
+			v[c].route.expires = 1;
+		else
+			memset(&v[c].route, 0, sizeof(v[c].route));
+	}
 	if (ok)
 		ok = !xdp_cpu_write(fd, SL_XDP_BE_STRIDE, id, v, sizeof(*v));
 	if (!ok)
-		print_message("  %s: sl_xdp_nexthop[%u]: %s\n", cur_case, id, strerror(errno));
+		print_message("  %s: sl_xdp_backend[%u]: %s\n", cur_case, id, strerror(errno));
 	free(v);
 	return ok;
 }
@@ -1644,17 +1651,17 @@ static bool nexthop_write(__u32 id, bool expires_only)
 /* The one CPU entry of backend id that is filled (test_run ran on one CPU). */
 static bool nexthop_read(__u32 id, struct sl_xdp_nexthop *out)
 {
-	struct sl_xdp_nexthop *v = calloc(ncpus, sizeof(*v));
+	struct sl_xdp_backend *v = calloc(ncpus, sizeof(*v));
 	int filled = 0;
 
-	if (!v || xdp_cpu_read(bpf_map__fd(skel->maps.sl_xdp_nexthop), SL_XDP_BE_STRIDE, id, v,
+	if (!v || xdp_cpu_read(bpf_map__fd(skel->maps.sl_xdp_backend), SL_XDP_BE_STRIDE, id, v,
 				 sizeof(*v))) {
 		free(v);
 		return false;
 	}
 	for (int c = 0; c < ncpus; c++)
-		if (v[c].expires > 1) {
-			*out = v[c];
+		if (v[c].route.expires > 1) {
+			*out = v[c].route;
 			filled++;
 		}
 	free(v);

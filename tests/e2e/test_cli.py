@@ -256,7 +256,8 @@ def test_load_rebuilds_what_derives_from_the_records(sluice, topo):
     here), is created and filled from the backend records in force, and sl_vip_filter, laid
     out otherwise but of the same size (zeroed here), is rewritten from the services in
     force, as the reconciler wrote it; so XDP neither takes every backend for removed nor
-    passes a VIP's packets by until the next apply."""
+    passes a VIP's packets by until the next apply; and the pins of the maps that version had
+    and this one replaced (sl_xdp_be_stats, sl_xdp_nexthop: now sl_xdp_backend) go."""
     sluice.apply(doc(web(topo), web(topo, topo.backends[:1], name="api", vip=VIP_API)))
     web_id = next(s["id"] for s in sluice.services() if s["name"] == "web")
     ids = [b["id"] for b in sluice.backends("web")]
@@ -267,8 +268,15 @@ def test_load_rebuilds_what_derives_from_the_records(sluice, topo):
     E.bpftool_json("map", "update", "pinned", filt, "key", "0", "0", "0", "0",
                    "value", *(["0"] * len(written)))
     os.unlink(os.path.join(sluice.pin_root, "sl_be_health"))
+    retired = {"sl_xdp_be_stats": 24, "sl_xdp_nexthop": 32}
+    for name, size in retired.items():
+        subprocess.run(["bpftool", "map", "create", os.path.join(sluice.pin_root, name), "type",
+                        "array", "key", "4", "value", str(size), "entries", "1", "name", name],
+                       check=True, capture_output=True, timeout=10)
 
     p = sluice.load()
+    for name in retired:
+        assert not os.path.exists(os.path.join(sluice.pin_root, name)), name
     assert f"filled from the {len(ids) + 1} backend records in force" in p.stderr, p.stderr
     assert [be_health(sluice, i)["svc_id"] for i in ids] == [web_id] * len(ids)
     assert E.bpftool_json("map", "lookup", "pinned", filt, "key", "0", "0", "0",

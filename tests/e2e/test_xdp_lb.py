@@ -40,7 +40,7 @@ from conftest import make_sluice
 from sluice_e2e import be, doc, svc
 
 # Blocks of sl_xdp's per-CPU maps (sluice/xdp.h): SL_MAX_SERVICES, SL_MAX_BACKENDS.
-XDP_CPU_STRIDE = {"sl_xdp_stats": 16384, "sl_xdp_be_stats": 131072}
+XDP_CPU_STRIDE = {"sl_xdp_stats": 16384, "sl_xdp_backend": 131072}
 
 
 def possible_cpus():
@@ -423,10 +423,10 @@ class Ctx:
             out[name] = dict(b["xdp"], id=b["id"], health=b["health"])
         return out
 
-    def pinned_sum(self, map_name, key):
-        """The value of id key in a pinned per-CPU map of sl_xdp, summed over CPUs
-        (bpftool's BTF view): one block of XDP_CPU_STRIDE[map_name] entries per
-        possible CPU, the README's "cpu * stride + id"."""
+    def pinned_sum(self, map_name, key, part=None):
+        """The value of id key in a pinned per-CPU map of sl_xdp (or its member part),
+        summed over CPUs (bpftool's BTF view): one block of XDP_CPU_STRIDE[map_name]
+        entries per possible CPU, the README's "cpu * stride + id"."""
         stride = XDP_CPU_STRIDE[map_name]
         total = {}
         for cpu in range(possible_cpus()):
@@ -434,7 +434,8 @@ class Ctx:
             e = E.bpftool_json("map", "lookup", "pinned",
                                os.path.join(self.sluice.pin_root, map_name),
                                "key", *(str(b) for b in k.to_bytes(4, "little")))
-            for f, x in e["formatted"]["value"].items():
+            value = e["formatted"]["value"]
+            for f, x in (value[part] if part else value).items():
                 if isinstance(x, list):
                     total[f] = [a + b for a, b in zip(total.get(f, [0] * len(x)), x)]
                 else:
@@ -821,7 +822,7 @@ def test_non_vip_traffic_untouched_and_counters(lb):
         {k: x[k] for k in ("packets", "bytes", "syns", "forwarded", "forwarded_bytes",
                            "new_flows", "flow_hits", "flow_misses")}, (raw, x)
     for name, b in bes.items():
-        assert lb.pinned_sum("sl_xdp_be_stats", b["id"]) == \
+        assert lb.pinned_sum("sl_xdp_backend", b["id"], "stats") == \
             {k: b[k] for k in ("packets", "bytes", "new_flows")}, (name, b)
 
 

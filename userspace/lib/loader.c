@@ -532,6 +532,26 @@ out:
 	return err;
 }
 
+static int remove_pin(const char *path, int *removed);
+
+/*
+ * Maps an earlier version pinned that this one replaced (sl_xdp_backend holds
+ * both now); their contents are not carried over: counters restart, routes
+ * are looked up again.
+ */
+static const char *const retired_maps[] = { "sl_xdp_be_stats", "sl_xdp_nexthop" };
+
+static int unpin_retired(const char *pin_root, int *removed)
+{
+	char path[PATH_MAX];
+	int err = 0;
+
+	for (size_t i = 0; i < sizeof(retired_maps) / sizeof(retired_maps[0]) && !err; i++)
+		err = sl_pin_path(path, sizeof(path), pin_root, retired_maps[i]) ?:
+		      remove_pin(path, removed);
+	return err;
+}
+
 int sl_load(const struct sl_load_opts *o)
 {
 	char cgroup[PATH_MAX], path[PATH_MAX];
@@ -580,7 +600,7 @@ int sl_load(const struct sl_load_opts *o)
 			goto out;
 	}
 	if ((fill_health && (err = fill_be_health(o->pin_root))) ||
-	    (err = refill_vip_filter(o->pin_root)))
+	    (err = refill_vip_filter(o->pin_root)) || (err = unpin_retired(o->pin_root, &unpinned)))
 		goto out;
 	log_info("loaded: %d programs attached to %s, maps pinned under %s%s", progs, cgroup,
 		 o->pin_root, o->no_conn_tracking ? " (connection tracking off)" : "");
@@ -710,6 +730,7 @@ int sl_unload(const char *pin_root)
 		return lock_fd;
 	/* Opened, never loaded: the objects only name what load created. */
 	err = unpin_xdp_links(pin_root, NULL, &removed);
+	err = err ? err : unpin_retired(pin_root, &removed);
 	for_each_datapath_obj(d) {
 		if (!err)
 			err = unload_obj(d, pin_root, 1, &removed);

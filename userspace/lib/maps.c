@@ -18,8 +18,8 @@ const char *const sl_map_names[] = {
 	"sl_revnat",   "sl_svc_stats", "sl_be_stats", "sl_generation",
 	"sl_breakers", "sl_live",      "sl_svc_state", "sl_sock",
 	"sl_affinity", "sl_rl_svc",    "sl_rl_client", "sl_xdp_cfg",
-	"sl_xdp_src",  "sl_xdp_syn",   "sl_xdp_stats", "sl_xdp_be_stats",
-	"sl_xdp_flows", "sl_xdp_flow_idx", "sl_xdp_nexthop", "sl_vip_filter",
+	"sl_xdp_src",  "sl_xdp_syn",   "sl_xdp_stats", "sl_xdp_backend",
+	"sl_xdp_flows", "sl_xdp_flow_idx", "sl_vip_filter",
 };
 const size_t sl_map_count = sizeof(sl_map_names) / sizeof(sl_map_names[0]);
 _Static_assert(sizeof(sl_map_names) / sizeof(sl_map_names[0]) == sizeof(struct sl_maps) / sizeof(int),
@@ -227,7 +227,9 @@ const char *sl_xdp_pass_name(unsigned int reason)
 }
 
 /* The counters of id in one of sl_xdp's per-CPU maps (sluice/xdp.h), summed over CPUs. */
-static int cpu_blocks_sum(int fd, __u32 stride, __u32 id, __u64 *out, size_t counters)
+/* The first `counters` u64 of id's entries, summed over the CPU blocks; value_size: an entry's. */
+static int cpu_blocks_sum(int fd, __u32 stride, __u32 id, __u64 *out, size_t counters,
+			  size_t value_size)
 {
 	int ncpus = libbpf_num_possible_cpus();
 	__u64 *value;
@@ -237,7 +239,7 @@ static int cpu_blocks_sum(int fd, __u32 stride, __u32 id, __u64 *out, size_t cou
 		return ncpus;
 	if (id >= stride)
 		return -ENOENT;
-	value = calloc(counters, sizeof(*value));
+	value = calloc(1, value_size);
 	if (!value)
 		return -ENOMEM;
 	memset(out, 0, counters * sizeof(*out));
@@ -258,13 +260,14 @@ static int cpu_blocks_sum(int fd, __u32 stride, __u32 id, __u64 *out, size_t cou
 int sl_xdp_stats_read(const struct sl_maps *m, __u32 svc_id, struct sl_xdp_stats *out)
 {
 	return cpu_blocks_sum(m->xdp_stats, SL_XDP_STATS_STRIDE, svc_id, (__u64 *)out,
-			      sizeof(*out) / sizeof(__u64));
+			      sizeof(*out) / sizeof(__u64), sizeof(*out));
 }
 
 int sl_xdp_be_stats_read(const struct sl_maps *m, __u32 backend_id, struct sl_xdp_be_stats *out)
 {
-	return cpu_blocks_sum(m->xdp_be_stats, SL_XDP_BE_STRIDE, backend_id, (__u64 *)out,
-			      sizeof(*out) / sizeof(__u64));
+	/* The counters lead each entry (struct sl_xdp_backend). */
+	return cpu_blocks_sum(m->xdp_backend, SL_XDP_BE_STRIDE, backend_id, (__u64 *)out,
+			      sizeof(*out) / sizeof(__u64), sizeof(struct sl_xdp_backend));
 }
 
 const char *sl_breaker_state_name(__u32 state)

@@ -36,10 +36,9 @@ struct sl_maps {
 	int xdp_src;
 	int xdp_syn;
 	int xdp_stats;
-	int xdp_be_stats;
+	int xdp_backend;
 	int xdp_flows;
 	int xdp_flow_idx;
-	int xdp_nexthop;
 	int vip_filter;
 };
 

@@ -40,8 +40,7 @@ struct plan {
 	struct sl_batch be_fresh_stats;	  /* new backend ids: zeroed counters... */
 	struct sl_batch be_fresh_breaker; /* ...closed breakers... */
 	struct sl_batch be_fresh_live;	  /* ...no live connections... */
-	struct sl_batch be_fresh_xdp;	  /* ...zeroed XDP counters... */
-	struct sl_batch be_fresh_nexthop; /* ...and no cached route */
+	struct sl_batch be_fresh_xdp;	  /* ...and zeroed XDP counters and cached routes */
 	struct sl_batch be_put;		  /* sl_backends records */
 	struct sl_batch be_health_put;	  /* and their copies in sl_be_health */
 	struct sl_batch svc_fresh_stats;  /* new service ids: zeroed counters, rr, state */
@@ -55,8 +54,9 @@ struct plan {
 	int empty_table;		  /* an inner map of T = 0, or -1 */
 	struct sl_batch svc_put;	  /* sl_services values */
 	struct sl_batch be_del;		  /* sl_backends ids, after the swaps... */
-	struct sl_batch be_gone_nexthop;  /* ...and then their cached routes, which sl_xdp's
-					   * flow-table hits take as "still a backend"... */
+	struct sl_batch be_gone_xdp;	  /* ...and then their XDP counters and cached routes,
+					   * which sl_xdp's flow-table hits take as "still a
+					   * backend"... */
 	struct sl_batch be_gone_health;	  /* ...and their copies in sl_be_health */
 	struct recount *recounts;
 	size_t recount_count;
@@ -89,8 +89,7 @@ static void plan_init(struct plan *p)
 	sl_batch_init_zeroes(&p->be_fresh_stats, sizeof(__u32), ncpus * sizeof(struct sl_be_stats));
 	sl_batch_init_zeroes(&p->be_fresh_breaker, sizeof(__u32), sizeof(struct sl_breaker));
 	sl_batch_init_zeroes(&p->be_fresh_live, sizeof(__u32), sizeof(__s32));
-	sl_batch_init_zeroes(&p->be_fresh_xdp, sizeof(__u32), sizeof(struct sl_xdp_be_stats));
-	sl_batch_init_zeroes(&p->be_fresh_nexthop, sizeof(__u32), sizeof(struct sl_xdp_nexthop));
+	sl_batch_init_zeroes(&p->be_fresh_xdp, sizeof(__u32), sizeof(struct sl_xdp_backend));
 	sl_batch_init(&p->be_put, sizeof(__u32), sizeof(struct sl_backend));
 	sl_batch_init(&p->be_health_put, sizeof(__u32), sizeof(struct sl_be_health));
 	sl_batch_init_zeroes(&p->svc_fresh_stats, sizeof(__u32), ncpus * sizeof(struct sl_svc_stats));
@@ -104,18 +103,18 @@ static void plan_init(struct plan *p)
 	p->empty_table = -1;
 	sl_batch_init(&p->svc_put, sizeof(struct sl_svc_key), sizeof(struct sl_service));
 	sl_batch_init(&p->be_del, sizeof(__u32), 0);
-	sl_batch_init_zeroes(&p->be_gone_nexthop, sizeof(__u32), sizeof(struct sl_xdp_nexthop));
+	sl_batch_init_zeroes(&p->be_gone_xdp, sizeof(__u32), sizeof(struct sl_xdp_backend));
 	sl_batch_init_zeroes(&p->be_gone_health, sizeof(__u32), sizeof(struct sl_be_health));
 }
 
 static void plan_free(struct plan *p)
 {
 	struct sl_batch *all[] = { &p->svc_del, &p->be_fresh_stats, &p->be_fresh_breaker,
-				   &p->be_fresh_live, &p->be_fresh_xdp, &p->be_fresh_nexthop,
+				   &p->be_fresh_live, &p->be_fresh_xdp,
 				   &p->be_put, &p->be_health_put, &p->svc_fresh_stats,
 				   &p->svc_fresh_rr, &p->svc_fresh_state, &p->svc_fresh_rl,
 				   &p->svc_fresh_syn, &p->svc_fresh_xdp, &p->tables,
-				   &p->slots_emptied, &p->svc_put, &p->be_del, &p->be_gone_nexthop,
+				   &p->slots_emptied, &p->svc_put, &p->be_del, &p->be_gone_xdp,
 				   &p->be_gone_health };
 
 	/* The inner maps staged in tables are held by their fds until here. */
@@ -389,8 +388,7 @@ static int reset_backend_state(struct reconciler *r, __u32 id)
 
 	if ((err = sl_batch_add(&p->be_fresh_stats, &id, NULL)) ||
 	    (err = sl_batch_add(&p->be_fresh_breaker, &id, NULL)) ||
-	    (err = add_cpu_blocks(p, &p->be_fresh_xdp, id, SL_XDP_BE_STRIDE)) ||
-	    (err = add_cpu_blocks(p, &p->be_fresh_nexthop, id, SL_XDP_BE_STRIDE)))
+	    (err = add_cpu_blocks(p, &p->be_fresh_xdp, id, SL_XDP_BE_STRIDE)))
 		return err;
 	return sl_batch_add(&p->be_fresh_live, &id, NULL);
 }
@@ -411,7 +409,7 @@ static int delete_backend(struct reconciler *r, __u32 id)
 	if ((err = sl_batch_add(&r->plan.be_del, &id, NULL)) ||
 	    (err = sl_batch_add(&r->plan.be_gone_health, &id, NULL)))
 		return err;
-	return add_cpu_blocks(&r->plan, &r->plan.be_gone_nexthop, id, SL_XDP_BE_STRIDE);
+	return add_cpu_blocks(&r->plan, &r->plan.be_gone_xdp, id, SL_XDP_BE_STRIDE);
 }
 
 /* unhealthy: the health checker's count, kept from the value in force. */
@@ -801,7 +799,7 @@ static int write_generation(struct reconciler *r, const struct sl_registry *want
  * then took again (the id cursor came round to them): each now names a new
  * record, written before the swaps, which the removals after them must leave.
  */
-static void keep_retaken(struct sl_batch *b, const struct id_pool *pool)
+static void keep_retaken(struct sl_batch *b, const struct id_pool *pool, __u32 stride)
 {
 	size_t n = 0;
 
@@ -809,6 +807,7 @@ static void keep_retaken(struct sl_batch *b, const struct id_pool *pool)
 		__u32 id;
 
 		memcpy(&id, b->keys + i * b->key_size, sizeof(id));
+		id %= stride; /* a key of a CPU block: cpu * stride + id */
 		if (id < pool->size && pool->used[id])
 			continue;
 		memmove(b->keys + n * b->key_size, b->keys + i * b->key_size, b->key_size);
@@ -842,8 +841,9 @@ static int flush_plan(struct reconciler *r)
 	struct plan *p = &r->plan;
 	int err;
 
-	keep_retaken(&p->be_del, &r->be_ids);
-	keep_retaken(&p->be_gone_health, &r->be_ids);
+	keep_retaken(&p->be_del, &r->be_ids, SL_MAX_BACKENDS);
+	keep_retaken(&p->be_gone_health, &r->be_ids, SL_MAX_BACKENDS);
+	keep_retaken(&p->be_gone_xdp, &r->be_ids, SL_XDP_BE_STRIDE);
 	if ((err = flush_step(r, sl_batch_delete(m->services, &p->svc_del), "remove services",
 			      "sl_services")) ||
 	    (err = flush_step(r, sl_batch_update(m->svc_slots, &p->slots_emptied, 0),
@@ -854,10 +854,8 @@ static int flush_plan(struct reconciler *r)
 			      "close new breakers", "sl_breakers")) ||
 	    (err = flush_step(r, sl_batch_update(m->live, &p->be_fresh_live, 0),
 			      "zero live counts", "sl_live")) ||
-	    (err = flush_step(r, sl_batch_update(m->xdp_be_stats, &p->be_fresh_xdp, 0),
-			      "zero backend XDP counters", "sl_xdp_be_stats")) ||
-	    (err = flush_step(r, sl_batch_update(m->xdp_nexthop, &p->be_fresh_nexthop, 0),
-			      "forget cached routes", "sl_xdp_nexthop")) ||
+	    (err = flush_step(r, sl_batch_update(m->xdp_backend, &p->be_fresh_xdp, 0),
+			      "zero backend XDP counters and routes", "sl_xdp_backend")) ||
 	    (err = flush_step(r, sl_batch_update(m->backends, &p->be_put, 0), "write backends",
 			      "sl_backends")) ||
 	    (err = flush_step(r, sl_batch_update(m->be_health, &p->be_health_put, 0),
@@ -880,8 +878,8 @@ static int flush_plan(struct reconciler *r)
 			      "sl_services")) ||
 	    (err = flush_step(r, sl_batch_delete(m->backends, &p->be_del), "remove backends",
 			      "sl_backends")) ||
-	    (err = flush_step(r, sl_batch_update(m->xdp_nexthop, &p->be_gone_nexthop, 0),
-			      "forget removed backends' routes", "sl_xdp_nexthop")) ||
+	    (err = flush_step(r, sl_batch_update(m->xdp_backend, &p->be_gone_xdp, 0),
+			      "forget removed backends' routes", "sl_xdp_backend")) ||
 	    (err = flush_step(r, sl_batch_update(m->be_health, &p->be_gone_health, 0),
 			      "clear removed backends' copies", "sl_be_health")))
 		return err;

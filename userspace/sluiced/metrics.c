@@ -908,9 +908,10 @@ static void take_be_stats(struct reader *r, __u32 pos, const void *value)
 
 static void take_xdp_be_stats(struct reader *r, __u32 pos, const void *value)
 {
+	const struct sl_xdp_backend *b = value;
 	struct sl_xdp_be_stats *s = &r->bes[pos].xdp;
 
-	add_counters((__u64 *)s, value, sizeof(*s) / sizeof(__u64));
+	add_counters((__u64 *)s, &b->stats, sizeof(*s) / sizeof(__u64));
 }
 
 static void take_breaker(struct reader *r, __u32 pos, const void *value)
@@ -938,8 +939,8 @@ static int read_arrays(const struct sl_maps *m, struct reader *r, struct id_pos 
 	size_t svc_stats = (size_t)r->ncpus * sizeof(struct sl_svc_stats);
 	size_t xdp_stats = sizeof(struct sl_xdp_stats);
 	size_t be_stats = (size_t)r->ncpus * sizeof(struct sl_be_stats);
-	size_t xdp_be_stats = sizeof(struct sl_xdp_be_stats);
-	size_t sizes[] = { svc_stats, xdp_stats, be_stats, xdp_be_stats, sizeof(struct sl_breaker) };
+	size_t xdp_backend = sizeof(struct sl_xdp_backend);
+	size_t sizes[] = { svc_stats, xdp_stats, be_stats, xdp_backend, sizeof(struct sl_breaker) };
 	size_t widest = 0;
 	int err;
 
@@ -975,7 +976,7 @@ static int read_arrays(const struct sl_maps *m, struct reader *r, struct id_pos 
 	if (!err)
 		err = read_array(r, m->live, "sl_live", sizeof(__s32), 0, be_ids, nbe, take_live);
 	if (!err)
-		err = read_cpu_blocks(r, m->xdp_be_stats, "sl_xdp_be_stats", xdp_be_stats,
+		err = read_cpu_blocks(r, m->xdp_backend, "sl_xdp_backend", xdp_backend,
 				      SL_XDP_BE_STRIDE, be_ids, nbe, take_xdp_be_stats);
 	return err;
 }
