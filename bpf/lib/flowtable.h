@@ -5,8 +5,8 @@
  * read and written without a lock: a way that two CPUs wrote at once fails
  * its check and counts as a miss, and the packet's flow is chosen again and
  * rewritten whole; an index word two new flows wrote at once keeps one of
- * their tags, and the other flow's way is then taken first by the next
- * flow that needs a way in that bucket.
+ * their tags, and the other flow's way may then be taken early by a later
+ * new flow of that bucket (an early eviction).
  */
 #ifndef SL_BPF_FLOWTABLE_H
 #define SL_BPF_FLOWTABLE_H

@@ -246,7 +246,6 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } sl_vip_filter SEC(".maps");
 
-
 /*
  * The flow table of sl_xdp (sluice/flow.h): buckets of flows, shared by all
  * CPUs (a veth or a NIC without RSS may run one flow's packets on any CPU);

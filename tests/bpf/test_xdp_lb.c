@@ -1154,7 +1154,7 @@ static void t_flow_bucket_full(void **state)
 /*
  * A flow that starts again (a retransmitted SYN, a reused port) takes back
  * the way its tag names, even with a free way and another victim in the
- * bucket: the table never holds a flow twice.
+ * bucket: the table does not hold the flow twice.
  */
 static void t_flow_own_way(void **state)
 {
