@@ -52,6 +52,7 @@ from topology import in_ns, sh
 
 SETUP = os.path.join(E.REPO, "scripts", "xdp-backend-setup.sh")
 VIP4 = "10.96.9.1"
+CLIENT4 = "10.203.0.2"  # the client namespace's address (Topology below)
 VIP6 = "fd00:96::1"
 VIP_COUNT = "10.96.9.2"  # only the counter test sends to it: no stray packet can reach it
 PORT = 80
@@ -459,6 +460,39 @@ class Ctx:
                        "value", *(str(v) for v in copy))
 
 
+def _mix64(x):
+    """sl_mix64 (include/sluice/hash.h), bit for bit."""
+    m = (1 << 64) - 1
+    x ^= x >> 33
+    x = (x * 0xff51afd7ed558ccd) & m
+    x ^= x >> 33
+    x = (x * 0xc4ceb9fe1a85ec53) & m
+    return x ^ (x >> 33)
+
+
+def _be16(port):
+    """A port as the kernel holds it (network order), read as a little-endian u16."""
+    return int.from_bytes(port.to_bytes(2, "big"), "little")
+
+
+def flow_ways(lb, src, dst, sport, dport, proto=6):
+    """The ways of sl_xdp_flows that hold the IPv4 5-tuple, from bpftool's view of its bucket
+    (sl_flow_hash and sl_flow_bucket_of of include/sluice/flow.h, redone here)."""
+    s = int.from_bytes(socket.inet_aton(src), "little")
+    d = int.from_bytes(socket.inet_aton(dst), "little")
+    ports = (_be16(sport) << 32) | (_be16(dport) << 16) | proto
+    h = _mix64(((s << 32) | d) ^ _mix64(ports))
+    pin = os.path.join(lb.sluice.pin_root, "sl_xdp_flows")
+    buckets = E.bpftool_json("map", "show", "pinned", pin)["max_entries"]
+    bucket = (h >> 32) & (buckets - 1)
+    e = E.bpftool_json("map", "lookup", "pinned", pin,
+                       "key", *(str(b) for b in bucket.to_bytes(4, "little")))
+    return [w for w in e["formatted"]["value"]["way"]
+            if w["backend_id"] and w["key"]["src"]["words"][0] == s
+            and w["key"]["dst"]["words"][0] == d and w["key"]["sport"] == _be16(sport)
+            and w["key"]["dport"] == _be16(dport) and w["key"]["proto"] == proto]
+
+
 def backends_of(topo, names, fam=4):
     return [be(topo.backend(n).v4 if fam == 4 else topo.backend(n).v6, PORT) for n in names]
 
@@ -692,6 +726,11 @@ def test_long_lived_connections_survive_backend_changes(lb):
             assert a != gone, f"port {port}: a new connection reached removed {gone}"
             if a != first[port]:
                 moved[port] = (first[port], a)
+            # The 5-tuple started again: it took back its own way (its tag in
+            # sl_xdp_flow_idx), so the table holds it once, naming the new backend.
+            ways = flow_ways(lb, CLIENT4, VIP4, port, PORT)
+            ids = {b["address"]: b["id"] for b in lb.sluice.backends("web4")}
+            assert [w["backend_id"] for w in ways] == [ids[t.backend(a).v4]], (port, a, ways)
         print(f"removed {gone}; kept {len(kept)} connections; now elsewhere: {moved}")
         assert moved, "no connection's 5-tuple maps elsewhere after the change: the test " \
                       "proved nothing about the flow table (choose other source ports)"
