@@ -11,10 +11,10 @@
  *
  * sl_xdp_flow_idx holds one word per bucket, 16 to an entry (struct
  * sl_flow_index): a tag of each way's flow and the ways' recency, so that a
- * new flow chooses its
- * way without reading the bucket. A random line of the 16 MB table costs a
- * memory access that a store alone does not wait for: reading the bucket
- * before writing it measured about 120 ns more per new flow here. A new
+ * new flow chooses its way without reading the bucket. A random line of the
+ * 16 MB table costs a memory access the CPU waits for, while a store alone
+ * is not waited for: writing the way unread measured about 120 ns less per
+ * new flow here, and 50-70 ns less with the index read in its place. A new
  * flow takes the way tagged as its own (the same flow starting again), else
  * a free way, else the least recently used one as a 4-way tree pseudo-LRU
  * reckons it (never the most recently used way).
@@ -88,7 +88,7 @@ static inline __u32 sl_flow_check(__u64 h, __u32 backend_id, __u32 svc_id)
 }
 
 /*
- * Value of sl_xdp_flow_idx, per bucket: bits 7w..7w+6 the tag of way w
+ * A bucket's index word: bits 7w..7w+6 the tag of way w
  * (0: the way holds no flow), bits 28..30 the pseudo-LRU tree: bit 28 picks
  * the half a victim comes from (0: ways 0-1, 1: ways 2-3), bit 29 the way of
  * the first half (0: way 0), bit 30 that of the second (0: way 2). Read and

@@ -199,6 +199,7 @@ static void fill_maps(void)
 		die("sl_vip_filter update", errno);
 	for (__u32 i = 0; i < NBACKENDS; i++) {
 		struct sl_backend be = { 0 };
+		struct sl_be_health h;
 		__u32 be_id = 1 + i;
 		char addr[32];
 
@@ -208,8 +209,7 @@ static void fill_maps(void)
 		be.weight = 1;
 		be.port = htons(8080);
 		be.family = SL_FAMILY_IPV4;
-		struct sl_be_health h = sl_be_health_of(&be);
-
+		h = sl_be_health_of(&be); /* as the reconciler copies every record it writes */
 		if (bpf_map_update_elem(bpf_map__fd(skel->maps.sl_backends), &be_id, &be, BPF_ANY))
 			die("sl_backends update", errno);
 		if (bpf_map_update_elem(bpf_map__fd(skel->maps.sl_be_health), &be_id, &h, BPF_ANY))
