@@ -900,6 +900,33 @@ def test_no_forward_then_forward_again(lb):
     assert after["passed"]["not_forwarding"] == before["passed"]["not_forwarding"]
 
 
+def test_load_swaps_the_fresh_program_into_attached_interfaces(lb):
+    """`sluicectl load` (an upgrade's step) swaps a fresh XDP program into each pinned XDP link,
+    of the same kind (sl_xdp, or sl_xdp_edge after --no-forward), as it does for the socket
+    programs: the interface never runs old code against maps the new version laid out
+    otherwise. The link stays; VIP traffic is forwarded right after."""
+    t = lb.topo
+    link = lb.xdp_link()
+    p = lb.sluice.load()
+    assert "the fresh XDP program swapped into 1 attached interface(s)" in p.stderr, p.stderr
+    fresh = lb.xdp_link()
+    assert (fresh["program"], fresh["link_id"]) == ("sl_xdp", link["link_id"]), (link, fresh)
+    assert fresh["prog_id"] != link["prog_id"], (link, fresh)
+    before = lb.xdp_stats("web4")
+    assert direct_get(t.c, VIP4, PORT) in BASE
+    assert lb.xdp_stats("web4")["forwarded"] > before["forwarded"]
+    try:
+        lb.attach("--no-forward")
+        edge = lb.xdp_link()
+        lb.sluice.load()
+        again = lb.xdp_link()
+        assert (again["program"], again["link_id"]) == ("sl_xdp_edge", link["link_id"]), again
+        assert again["prog_id"] != edge["prog_id"], (edge, again)
+    finally:
+        lb.attach()
+    assert lb.xdp_link()["program"] == "sl_xdp"
+
+
 def lo_state(ns, dev="eth0"):
     addrs = json.loads(sh(in_ns(ns, "ip", "-j", "addr", "show", "dev", "lo")).stdout)[0]
     keys = [f"net.ipv4.conf.{d}.{k}" for d in ("all", dev)

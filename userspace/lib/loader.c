@@ -442,6 +442,7 @@ out:
 }
 
 static int remove_pin(const char *path, int *removed);
+static int refresh_xdp_links(const struct sl_load_opts *o, int *count);
 
 /*
  * Maps an earlier version pinned that this one replaced (sl_xdp_backend holds
@@ -465,7 +466,7 @@ int sl_load(const struct sl_load_opts *o)
 {
 	char cgroup[PATH_MAX], path[PATH_MAX];
 	const struct datapath_obj *d;
-	int cg_fd = -1, lock_fd = -1, err, progs = 0, unpinned = 0;
+	int cg_fd = -1, lock_fd = -1, err, progs = 0, unpinned = 0, xdp_links = 0;
 	bool fill_health;
 
 	if (geteuid() != 0) {
@@ -506,10 +507,13 @@ int sl_load(const struct sl_load_opts *o)
 			goto out;
 	}
 	if ((fill_health && (err = sl_fill_be_health(o->pin_root))) ||
-	    (err = sl_refill_vip_filter(o->pin_root)) || (err = unpin_retired(o->pin_root, &unpinned)))
+	    (err = sl_refill_vip_filter(o->pin_root)) || (err = refresh_xdp_links(o, &xdp_links)) ||
+	    (err = unpin_retired(o->pin_root, &unpinned)))
 		goto out;
 	log_info("loaded: %d programs attached to %s, maps pinned under %s%s", progs, cgroup,
 		 o->pin_root, o->no_conn_tracking ? " (connection tracking off)" : "");
+	if (xdp_links)
+		log_info("the fresh XDP program swapped into %d attached interface(s)", xdp_links);
 out:
 	if (cg_fd >= 0)
 		close(cg_fd);
@@ -593,6 +597,87 @@ static int unload_obj(const struct datapath_obj *d, const char *pin_root, int ma
  * Removes the pinned XDP links (detaching them): of one interface of the
  * caller's network namespace, or every one with ifname NULL.
  */
+/* An XDP link's info and the name of its program ("" if unreadable); -errno if not an XDP link. */
+static int xdp_link_info(int link_fd, struct bpf_link_info *li, char *prog_name, size_t size)
+{
+	struct bpf_prog_info pi;
+	__u32 len = sizeof(*li), plen = sizeof(pi);
+	int pfd;
+
+	memset(li, 0, sizeof(*li));
+	if (bpf_obj_get_info_by_fd(link_fd, li, &len))
+		return -errno;
+	if (li->type != BPF_LINK_TYPE_XDP)
+		return -EINVAL;
+	memset(&pi, 0, sizeof(pi));
+	prog_name[0] = 0;
+	pfd = bpf_prog_get_fd_by_id(li->prog_id);
+	if (pfd >= 0 && !bpf_obj_get_info_by_fd(pfd, &pi, &plen))
+		snprintf(prog_name, size, "%s", pi.name);
+	if (pfd >= 0)
+		close(pfd);
+	return 0;
+}
+
+/*
+ * Swaps a freshly loaded XDP program into every pinned XDP link, the one
+ * of the same name (sl_xdp or sl_xdp_edge), as load does for the socket
+ * programs' links: otherwise an interface would run the old code against
+ * maps whose layout or contents the new version changed (a VIP filter laid
+ * out otherwise, say) until it was attached again. A link whose interface
+ * is gone is left to attach-xdp and detach-xdp.
+ */
+static int refresh_xdp_links(const struct sl_load_opts *o, int *count)
+{
+	char dir[PATH_MAX], path[PATH_MAX + NAME_MAX + 2], name[BPF_OBJ_NAME_LEN];
+	struct bpf_object *obj = NULL;
+	struct bpf_link_info li;
+	struct dirent *de;
+	int err = 0, fd;
+	DIR *d;
+
+	snprintf(dir, sizeof(dir), "%s/links", o->pin_root);
+	d = opendir(dir);
+	if (!d)
+		return errno == ENOENT ? 0 : -errno;
+	while ((de = readdir(d)) && !err) {
+		struct bpf_program *prog;
+
+		if (strncmp(de->d_name, XDP_LINK_PREFIX, strlen(XDP_LINK_PREFIX)))
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		fd = bpf_obj_get(path);
+		if (fd < 0 || xdp_link_info(fd, &li, name, sizeof(name)) || !li.xdp.ifindex) {
+			if (fd >= 0)
+				close(fd);
+			continue;
+		}
+		if (!obj) {
+			obj = open_obj(&datapath_objs[2], o->pin_root);
+			err = !obj ? -errno : size_tables(obj, o) ?: bpf_object__load(obj);
+			if (err) {
+				log_err("cannot load the xdp BPF program: %s", strerror(-err));
+				close(fd);
+				break;
+			}
+		}
+		prog = bpf_object__find_program_by_name(obj, name);
+		if (!prog) {
+			log_warn("XDP link %s runs %s, which this version does not have; left as it is",
+				 path, name[0] ? name : "an unreadable program");
+		} else if (bpf_link_update(fd, bpf_program__fd(prog), NULL)) {
+			err = -errno;
+			log_err("cannot update the XDP link %s: %s", path, strerror(-err));
+		} else {
+			(*count)++;
+		}
+		close(fd);
+	}
+	closedir(d);
+	bpf_object__close(obj);
+	return err;
+}
+
 static int unpin_xdp_links(const char *pin_root, const char *ifname, int *removed)
 {
 	char dir[PATH_MAX], path[PATH_MAX + NAME_MAX + 2], mine[NAME_MAX + 1];
@@ -752,7 +837,6 @@ static void read_xdp_status(const char *pin_root, struct sl_status *st)
 	while ((de = readdir(d)) && st->xdp_count < SL_STATUS_MAX_OBJS) {
 		struct sl_xdp_status *x = &st->xdp[st->xdp_count];
 		struct bpf_link_info li;
-		__u32 len = sizeof(li);
 		int fd;
 
 		if (strncmp(de->d_name, XDP_LINK_PREFIX, strlen(XDP_LINK_PREFIX)))
@@ -761,7 +845,6 @@ static void read_xdp_status(const char *pin_root, struct sl_status *st)
 		fd = bpf_obj_get(path);
 		if (fd < 0)
 			continue;
-		memset(&li, 0, sizeof(li));
 		memset(x, 0, sizeof(*x));
 		{
 			const char *colon = strchr(de->d_name, ':');
@@ -770,19 +853,10 @@ static void read_xdp_status(const char *pin_root, struct sl_status *st)
 				 colon ? colon + 1 : de->d_name + strlen(XDP_LINK_PREFIX));
 			x->netns = strtoull(de->d_name + strlen(XDP_LINK_PREFIX), NULL, 10);
 		}
-		if (!bpf_obj_get_info_by_fd(fd, &li, &len) && li.type == BPF_LINK_TYPE_XDP) {
-			struct bpf_prog_info pi;
-			__u32 plen = sizeof(pi);
-			int pfd = bpf_prog_get_fd_by_id(li.prog_id);
-
+		if (!xdp_link_info(fd, &li, x->prog_name, sizeof(x->prog_name))) {
 			x->link_id = li.id;
 			x->prog_id = li.prog_id;
 			x->ifindex = li.xdp.ifindex;
-			memset(&pi, 0, sizeof(pi));
-			if (pfd >= 0 && !bpf_obj_get_info_by_fd(pfd, &pi, &plen))
-				snprintf(x->prog_name, sizeof(x->prog_name), "%s", pi.name);
-			if (pfd >= 0)
-				close(pfd);
 		}
 		close(fd);
 		st->xdp_count++;
