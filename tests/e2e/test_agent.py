@@ -17,6 +17,7 @@ the end of its test.
 Times: a change is "visible" at the start of the first connect() that shows it,
 from a `client.py loop` running through the VIP while the file is written; the
 loop's timestamps and the test's are the same clock (CLOCK_MONOTONIC)."""
+import fcntl
 import itertools
 import json
 import os
@@ -321,6 +322,28 @@ def test_bad_documents_keep_last_good_state(run, topo):
     assert E.metric(agent.metrics(), "sluice_registry_degraded") == 0
     out = run.client(VIP, 40)
     assert out["backends"] == {i: 10 for i in ids(topo)}, out
+
+
+def test_apply_waits_for_the_pin_root_lock(run, topo):
+    """The agent applies under the pin root's lock, as sluicectl apply and load take it (a
+    load rewrites sl_vip_filter from sl_services, which must not interleave with an apply):
+    an edit made while someone holds the lock is applied once it is released."""
+    run.write(doc(service(topo, topo.backends[:3])))
+    agent = run.agent()
+    assert run.client(VIP, 30)["backends"] == {"be1": 10, "be2": 10, "be3": 10}
+    fd = os.open(run.sluice.pin_root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        run.write(doc(service(topo)))
+        time.sleep(0.5)
+        out = run.client(VIP, 30)
+        assert out["backends"] == {"be1": 10, "be2": 10, "be3": 10}, \
+            f"applied while the pin root was locked: {out}"
+    finally:
+        os.close(fd)  # releases the lock
+    out = E.wait_until(lambda: run.client(VIP, 40), lambda o: len(o["backends"]) == 4, 3.0)
+    assert out["backends"] == {i: 10 for i in ids(topo)}, out
+    assert agent.get_json("/readyz")["registry"] == "ok"
 
 
 # --- SIGKILL under load, restart: no failed connection, maps unchanged ----------------------

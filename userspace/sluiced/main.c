@@ -34,7 +34,7 @@ int agent_apply_registry(struct agent *a)
 	char err[SL_ERR_MAX];
 	__u64 start = now_ns();
 	double seconds;
-	int ret;
+	int ret, lock_fd;
 
 	if (a->redis) {
 		int skip = 0;
@@ -51,7 +51,21 @@ int agent_apply_registry(struct agent *a)
 		set_degraded(a, err);
 		return ret;
 	}
+	/*
+	 * The pin root's lock, as sluicectl apply and load take it: a load's
+	 * rewrite of sl_vip_filter from sl_services must not interleave with an
+	 * apply's own (it could drop a VIP the apply had just added).
+	 */
+	lock_fd = sl_lock_pin_root(a->cfg.pin_root);
+	if (lock_fd < 0) {
+		snprintf(err, sizeof(err), "cannot lock the pin root %.200s: %s", a->cfg.pin_root,
+			 strerror(-lock_fd));
+		set_degraded(a, err);
+		ret = lock_fd;
+		goto out;
+	}
 	ret = sl_reconcile(&a->maps, &reg, 0, &res, err, sizeof(err));
+	close(lock_fd);
 	seconds = (now_ns() - start) / 1e9;
 	status_observe_reconcile(&a->status, seconds);
 	if (ret) {
