@@ -100,7 +100,7 @@ struct sl_xdp_stats {
 };
 _Static_assert(sizeof(struct sl_xdp_stats) == 160, "ABI: sl_xdp_stats");
 
-/* Value of sl_xdp_be_stats (per CPU, above; by backend id): what XDP sent it. */
+/* What XDP sent a backend, per CPU: the counters of its sl_xdp_backend entry (below). */
 struct sl_xdp_be_stats {
 	__u64 packets;
 	__u64 bytes;
