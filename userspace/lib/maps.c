@@ -300,11 +300,12 @@ int sl_breaker_reset(const struct sl_maps *m, __u32 backend_id)
 	return 0;
 }
 
-int sl_be_health_write(const struct sl_maps *m, __u32 backend_id, const struct sl_backend *b)
+int sl_backend_rewrite(const struct sl_maps *m, __u32 backend_id, const struct sl_backend *b)
 {
 	struct sl_be_health h = sl_be_health_of(b);
 
-	if (bpf_map_update_elem(m->be_health, &backend_id, &h, BPF_ANY))
+	if (bpf_map_update_elem(m->backends, &backend_id, b, BPF_EXIST) ||
+	    bpf_map_update_elem(m->be_health, &backend_id, &h, BPF_ANY))
 		return -errno;
 	return 0;
 }

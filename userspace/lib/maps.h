@@ -69,8 +69,11 @@ int sl_rl_tokens(const struct sl_maps *m, const struct sl_service *svc, __u32 *t
 int sl_breaker_read(const struct sl_maps *m, __u32 backend_id, struct sl_breaker *out);
 /* Closes a backend's breaker by hand (consecutive failures and ejections forgotten). */
 int sl_breaker_reset(const struct sl_maps *m, __u32 backend_id);
-/* Copies backend id's service and health from its record into sl_be_health (sluice/backend.h). */
-int sl_be_health_write(const struct sl_maps *m, __u32 backend_id, const struct sl_backend *b);
+/*
+ * Rewrites backend id's record in place (it must exist) and its copy in
+ * sl_be_health (sluice/backend.h), as every writer of a record must.
+ */
+int sl_backend_rewrite(const struct sl_maps *m, __u32 backend_id, const struct sl_backend *b);
 /* Live TCP connections of a backend (0 when the count is transiently negative). */
 __u32 sl_live_read(const struct sl_maps *m, __u32 backend_id);
 /*

@@ -782,12 +782,10 @@ static void write_backend_health(struct health *h, const struct htarget *t, __u3
 	if (b.health == health)
 		return;
 	b.health = health;
-	if (bpf_map_update_elem(h->maps->backends, &id, &b, BPF_EXIST))
-		log_warn("health: service %s backend %s: cannot write id %u to sl_backends: %s",
-			 t->svc->name, target_name(t, ep, sizeof(ep)), id, strerror(errno));
-	else if ((err = sl_be_health_write(h->maps, id, &b)))
-		log_warn("health: service %s backend %s: cannot write id %u to sl_be_health: %s",
-			 t->svc->name, target_name(t, ep, sizeof(ep)), id, strerror(-err));
+	if ((err = sl_backend_rewrite(h->maps, id, &b)))
+		log_warn("health: service %s backend %s: cannot write id %u to sl_backends and "
+			 "sl_be_health: %s", t->svc->name, target_name(t, ep, sizeof(ep)), id,
+			 strerror(-err));
 }
 
 static void write_unhealthy_count(struct health *h, const char *name, const struct sl_svc_key *key,
@@ -893,14 +891,14 @@ static void reset_service(struct health *h, const struct sl_state_service *ss)
 	for (size_t i = 0; i < ss->backend_count; i++) {
 		struct sl_backend b = ss->backends[i].v;
 		__u32 id = ss->backends[i].id;
+		int err;
 
 		if (b.health == SL_HEALTH_UNKNOWN)
 			continue;
 		b.health = SL_HEALTH_UNKNOWN;
-		if (bpf_map_update_elem(h->maps->backends, &id, &b, BPF_EXIST) ||
-		    sl_be_health_write(h->maps, id, &b))
+		if ((err = sl_backend_rewrite(h->maps, id, &b)))
 			log_warn("health: service %s: cannot reset the health of backend id %u: %s",
-				 ss->v.name, id, strerror(errno));
+				 ss->v.name, id, strerror(-err));
 	}
 	if (ss->v.unhealthy_count)
 		write_unhealthy_count(h, ss->v.name, &ss->key, 0);
