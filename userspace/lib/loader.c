@@ -306,13 +306,12 @@ static int size_map(struct bpf_object *obj, const char *pin_root, const char *na
 	__u32 pinned = 0;
 	struct bpf_map_info info;
 	__u32 len = sizeof(info);
-	char path[PATH_MAX];
 	int fd;
 
 	*size = 0;
 	if (!map)
 		return 0;
-	if (!sl_pin_path(path, sizeof(path), pin_root, name) && (fd = bpf_obj_get(path)) >= 0) {
+	if ((fd = sl_pin_open(pin_root, name)) >= 0) {
 		memset(&info, 0, sizeof(info));
 		if (!bpf_obj_get_info_by_fd(fd, &info, &len))
 			pinned = info.max_entries;
@@ -466,7 +465,7 @@ int sl_load(const struct sl_load_opts *o)
 {
 	char cgroup[PATH_MAX], path[PATH_MAX];
 	const struct datapath_obj *d;
-	int cg_fd = -1, lock_fd = -1, err, progs = 0, unpinned = 0, xdp_links = 0;
+	int cg_fd = -1, lock_fd = -1, err, progs = 0, unpinned = 0, xdp_links = 0, health_fd;
 	bool fill_health;
 
 	if (geteuid() != 0) {
@@ -488,7 +487,10 @@ int sl_load(const struct sl_load_opts *o)
 	lock_fd = sl_lock_pin_root(o->pin_root);
 	if (lock_fd < 0)
 		return lock_fd;
-	fill_health = !sl_pinned(o->pin_root, "sl_be_health");
+	health_fd = sl_pin_open(o->pin_root, "sl_be_health");
+	fill_health = health_fd == -ENOENT; /* created by this load */
+	if (health_fd >= 0)
+		close(health_fd);
 
 	cg_fd = open(cgroup, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (cg_fd < 0) {
@@ -807,12 +809,11 @@ static void read_map_status(const char *pin_root, const char *name, struct sl_ma
 {
 	struct bpf_map_info info;
 	__u32 len = sizeof(info);
-	char path[PATH_MAX];
 	int fd;
 
 	memset(m, 0, sizeof(*m));
 	snprintf(m->name, sizeof(m->name), "%s", name);
-	if (sl_pin_path(path, sizeof(path), pin_root, name) || (fd = bpf_obj_get(path)) < 0)
+	if ((fd = sl_pin_open(pin_root, name)) < 0)
 		return;
 	memset(&info, 0, sizeof(info));
 	if (!bpf_obj_get_info_by_fd(fd, &info, &len)) {

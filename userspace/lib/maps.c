@@ -63,23 +63,31 @@ int sl_pin_path(char *buf, size_t size, const char *pin_root, const char *name)
 	return 0;
 }
 
+int sl_pin_open(const char *pin_root, const char *name)
+{
+	char path[4096];
+	int fd, err = sl_pin_path(path, sizeof(path), pin_root, name);
+
+	if (err)
+		return err;
+	fd = bpf_obj_get(path);
+	return fd < 0 ? -errno : fd;
+}
+
 int sl_maps_open(const char *pin_root, struct sl_maps *m)
 {
 	int *fds = (int *)m;
-	char path[4096];
 	int err;
 
 	for (size_t i = 0; i < sl_map_count; i++)
 		fds[i] = -1;
 	for (size_t i = 0; i < sl_map_count; i++) {
-		err = sl_pin_path(path, sizeof(path), pin_root, sl_map_names[i]);
-		if (err)
-			goto fail;
-		fds[i] = bpf_obj_get(path);
+		fds[i] = sl_pin_open(pin_root, sl_map_names[i]);
 		if (fds[i] < 0) {
-			err = -errno;
-			log_err("cannot open map %s at %s: %s (is sluice loaded? try 'sluicectl load')",
-				sl_map_names[i], path, strerror(-err));
+			err = fds[i];
+			fds[i] = -1;
+			log_err("cannot open map %s at %s/%s: %s (is sluice loaded? try 'sluicectl load')",
+				sl_map_names[i], pin_root, sl_map_names[i], strerror(-err));
 			goto fail;
 		}
 	}

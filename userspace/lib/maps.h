@@ -48,6 +48,8 @@ extern const size_t sl_map_count;
 
 /* "PIN_ROOT/NAME" into buf; -ENAMETOOLONG if it does not fit. */
 int sl_pin_path(char *buf, size_t size, const char *pin_root, const char *name);
+/* An fd of the object pinned at PIN_ROOT/name, or -errno (-ENOENT: nothing pinned there). */
+int sl_pin_open(const char *pin_root, const char *name);
 
 /* Opens every pinned map; on failure logs which one and why, returns -errno. */
 int sl_maps_open(const char *pin_root, struct sl_maps *m);

@@ -1,25 +1,14 @@
 // SPDX-License-Identifier: MIT
 #include <errno.h>
-#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <bpf/bpf.h>
 
+#include "batch.h"
 #include "log.h"
 #include "maps.h"
 #include "rebuild.h"
-
-static int open_pinned(const char *pin_root, const char *name)
-{
-	char path[PATH_MAX];
-	int fd;
-
-	if (sl_pin_path(path, sizeof(path), pin_root, name))
-		return -ENAMETOOLONG;
-	fd = bpf_obj_get(path);
-	return fd < 0 ? -errno : fd;
-}
 
 /*
  * sl_be_health copies sl_backends' records (sluice/backend.h). Created by a
@@ -29,37 +18,35 @@ static int open_pinned(const char *pin_root, const char *name)
  */
 int sl_fill_be_health(const char *pin_root)
 {
-	int be_fd = open_pinned(pin_root, "sl_backends"), h_fd = -1, err = 0, n = 0;
-	__u32 id, *prev = NULL;
-	struct sl_be_health h;
-	struct sl_backend b;
+	int be_fd = sl_pin_open(pin_root, "sl_backends"), h_fd = -1, err;
+	struct sl_batch records, copies;
 
 	if (be_fd < 0)
 		return 0; /* no records yet */
-	h_fd = open_pinned(pin_root, "sl_be_health");
-	if (h_fd < 0) {
-		err = h_fd;
-		goto out;
-	}
-	while (!bpf_map_get_next_key(be_fd, prev, &id)) {
-		prev = &id;
-		if (bpf_map_lookup_elem(be_fd, &id, &b))
-			continue; /* removed meanwhile */
+	sl_batch_init(&records, sizeof(__u32), sizeof(struct sl_backend));
+	sl_batch_init(&copies, sizeof(__u32), sizeof(struct sl_be_health));
+	err = sl_batch_dump(be_fd, &records);
+	for (size_t i = 0; !err && i < records.count; i++) {
+		struct sl_backend b;
+		struct sl_be_health h;
+
+		memcpy(&b, records.values + i * records.value_size, sizeof(b));
 		h = sl_be_health_of(&b);
-		if (bpf_map_update_elem(h_fd, &id, &h, BPF_ANY)) {
-			err = -errno;
-			goto out;
-		}
-		n++;
+		err = sl_batch_add(&copies, records.keys + i * records.key_size, &h);
 	}
-	if (n)
-		log_info("sl_be_health: filled from the %d backend records in force", n);
-out:
+	if (!err && copies.count) {
+		h_fd = sl_pin_open(pin_root, "sl_be_health");
+		err = h_fd < 0 ? h_fd : sl_batch_update(h_fd, &copies, 0);
+	}
 	if (err)
 		log_err("cannot fill sl_be_health from sl_backends: %s", strerror(-err));
+	else if (copies.count)
+		log_info("sl_be_health: filled from the %zu backend records in force", copies.count);
 	if (h_fd >= 0)
 		close(h_fd);
 	close(be_fd);
+	sl_batch_free(&records);
+	sl_batch_free(&copies);
 	return err;
 }
 
@@ -72,41 +59,36 @@ out:
  */
 int sl_refill_vip_filter(const char *pin_root)
 {
-	int svc_fd = open_pinned(pin_root, "sl_services"), f_fd = -1, err = 0;
+	int svc_fd = sl_pin_open(pin_root, "sl_services"), f_fd = -1, err = 0;
 	struct sl_vip_filter *f = calloc(1, sizeof(*f));
-	struct sl_svc_key key, *prev = NULL;
+	struct sl_batch services;
 	__u32 zero = 0;
 
-	if (!f) {
+	sl_batch_init(&services, sizeof(struct sl_svc_key), sizeof(struct sl_service));
+	if (!f)
 		err = -ENOMEM;
-		goto out;
+	else if (svc_fd < 0)
+		err = svc_fd;
+	else if (!(err = sl_batch_dump(svc_fd, &services))) {
+		for (size_t i = 0; i < services.count; i++) {
+			struct sl_svc_key key;
+
+			memcpy(&key, services.keys + i * services.key_size, sizeof(key));
+			sl_vip_filter_mark(f, &key.vip, key.port);
+		}
+		f_fd = sl_pin_open(pin_root, "sl_vip_filter");
+		if (f_fd < 0)
+			err = f_fd;
+		else if (bpf_map_update_elem(f_fd, &zero, f, BPF_ANY))
+			err = -errno;
 	}
-	if (svc_fd < 0 || (f_fd = open_pinned(pin_root, "sl_vip_filter")) < 0) {
-		err = svc_fd < 0 ? svc_fd : f_fd;
-		goto out;
-	}
-	while (!bpf_map_get_next_key(svc_fd, prev, &key)) {
-		prev = &key;
-		sl_vip_filter_mark(f, &key.vip, key.port);
-	}
-	if (bpf_map_update_elem(f_fd, &zero, f, BPF_ANY))
-		err = -errno;
-out:
 	if (err)
 		log_err("cannot rewrite sl_vip_filter from sl_services: %s", strerror(-err));
 	if (f_fd >= 0)
 		close(f_fd);
 	if (svc_fd >= 0)
 		close(svc_fd);
+	sl_batch_free(&services);
 	free(f);
 	return err;
-}
-
-bool sl_pinned(const char *pin_root, const char *name)
-{
-	int fd = open_pinned(pin_root, name);
-
-	if (fd >= 0)
-		close(fd);
-	return fd != -ENOENT;
 }

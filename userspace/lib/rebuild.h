@@ -7,10 +7,6 @@
 #ifndef SL_REBUILD_H
 #define SL_REBUILD_H
 
-#include <stdbool.h>
-
-/* Whether PIN_ROOT/name exists (an error other than ENOENT counts as yes). */
-bool sl_pinned(const char *pin_root, const char *name);
 /* Fills sl_be_health from sl_backends (sluice/backend.h); 0 when nothing is pinned yet. */
 int sl_fill_be_health(const char *pin_root);
 /* Rewrites sl_vip_filter from sl_services' keys (sluice/xdp.h). */
