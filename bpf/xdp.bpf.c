@@ -168,7 +168,7 @@ static __always_inline int fast_forward(struct xdp_md *ctx, const struct packet 
 {
 	__u32 i = flow_bucket_index(h), why;
 	struct sl_flow_bucket *b = flow_bucket(i);
-	struct sl_xdp_be_stats *bs;
+	struct sl_xdp_backend *xb;
 	struct sl_xdp_nexthop *nh;
 	struct sl_xdp_stats *st;
 	struct flow_hit hit;
@@ -177,9 +177,12 @@ static __always_inline int fast_forward(struct xdp_md *ctx, const struct packet 
 
 	if (!b || !flow_find(b, i, key, h, &hit))
 		return -1;
-	nh = xdp_nexthop_of(hit.backend_id);
+	xb = xdp_backend_of(hit.backend_id); /* its route and counters, one entry */
+	if (!xb)
+		return -1;
+	nh = xdp_route(xb);
 	now = bpf_jiffies64();
-	if (!nh || nh->expires <= now)
+	if (nh->expires <= now)
 		return -1;
 	st = xdp_stats_of(hit.svc_id);
 	if (!st)
@@ -193,11 +196,8 @@ static __always_inline int fast_forward(struct xdp_md *ctx, const struct packet 
 	st->flow_hits++;
 	st->forwarded++;
 	st->forwarded_bytes += p->len;
-	bs = xdp_be_stats_of(hit.backend_id);
-	if (bs) {
-		bs->packets++;
-		bs->bytes += p->len;
-	}
+	xb->stats.packets++;
+	xb->stats.bytes += p->len;
 	return action;
 }
 

@@ -286,22 +286,31 @@ static __always_inline struct sl_xdp_stats *xdp_stats_of(__u32 svc_id)
 	return xdp_cpu_lookup(&sl_xdp_stats, svc_id, SL_XDP_STATS_STRIDE);
 }
 
+static __always_inline struct sl_xdp_backend *xdp_backend_of(__u32 backend_id)
+{
+	return xdp_cpu_lookup(&sl_xdp_backend, backend_id, SL_XDP_BE_STRIDE);
+}
+
 static __always_inline struct sl_xdp_be_stats *xdp_be_stats_of(__u32 backend_id)
 {
-	struct sl_xdp_backend *b = xdp_cpu_lookup(&sl_xdp_backend, backend_id, SL_XDP_BE_STRIDE);
+	struct sl_xdp_backend *b = xdp_backend_of(backend_id);
 
 	return b ? &b->stats : NULL; /* at offset 0: no arithmetic on a maybe-NULL pointer */
 }
 
-static __always_inline struct sl_xdp_nexthop *xdp_nexthop_of(__u32 backend_id)
+/* b's route; b not NULL. */
+static __always_inline struct sl_xdp_nexthop *xdp_route(struct sl_xdp_backend *b)
 {
-	struct sl_xdp_backend *b = xdp_cpu_lookup(&sl_xdp_backend, backend_id, SL_XDP_BE_STRIDE);
-
-	if (!b)
-		return NULL;
-	/* Keeps clang from adding the offset before the NULL test, which the verifier refuses. */
+	/* Keeps clang from adding the offset before the caller's NULL test, which the verifier refuses. */
 	asm volatile("" : "+r"(b));
 	return &b->route;
+}
+
+static __always_inline struct sl_xdp_nexthop *xdp_nexthop_of(__u32 backend_id)
+{
+	struct sl_xdp_backend *b = xdp_backend_of(backend_id);
+
+	return b ? xdp_route(b) : NULL;
 }
 
 /* Which registry document is live; one entry written by the reconciler after each apply. */
