@@ -41,23 +41,23 @@ static __always_inline int source_take(const struct packet *p, const struct sl_x
 	return bucket_take(&b->tat_ns, cfg->source_packets_per_second, cfg->source_burst, now);
 }
 
-static __always_inline int syn_take(const struct sl_service *svc, __u64 now)
+static __always_inline int syn_take(const struct sl_xdp_vip *vs, __u64 now)
 {
-	__u32 svc_id = svc->id;
+	__u32 svc_id = vs->svc_id;
 	struct sl_rl_bucket *b = bpf_map_lookup_elem(&sl_xdp_syn, &svc_id);
 
-	return !b || bucket_take(&b->tat_ns, svc->syn_per_second, svc->syn_burst, now);
+	return !b || bucket_take(&b->tat_ns, vs->syn_per_second, vs->syn_burst, now);
 }
 
-/* The backend of a known flow of hash h to svc, or 0. */
-static __always_inline __u32 flow_lookup(const struct sl_flow_key *key, __u64 h,
-					 const struct sl_service *svc, __u32 now)
+/* The backend of a known flow of hash h to service svc_id, or 0. */
+static __always_inline __u32 flow_lookup(const struct sl_flow_key *key, __u64 h, __u32 svc_id,
+					 __u32 now)
 {
 	__u32 i = flow_bucket_index(h);
 	struct sl_flow_bucket *b = flow_bucket(i);
 	struct flow_hit hit;
 
-	if (!b || !flow_find(b, i, key, h, &hit) || hit.svc_id != svc->id)
+	if (!b || !flow_find(b, i, key, h, &hit) || hit.svc_id != svc_id)
 		return 0;
 	flow_seen(&hit, now);
 	return hit.backend_id;
@@ -65,17 +65,17 @@ static __always_inline __u32 flow_lookup(const struct sl_flow_key *key, __u64 h,
 
 /* A backend for a new flow of hash h, remembered; 0 when none is usable. */
 static __always_inline __u32 flow_new(const struct sl_flow_key *key, __u64 h,
-				      const struct sl_service *svc, struct sl_xdp_stats *st,
+				      const struct sl_xdp_vip *vs, struct sl_xdp_stats *st,
 				      __u32 now)
 {
 	struct sl_xdp_be_stats *bs;
 	__u32 *ix = flow_index_word(flow_bucket_index(h)); /* read first: see flow_remember */
 	__u32 word = ix ? READ_ONCE_U32(*ix) : 0;
-	__u32 id = xdp_pick_backend(svc, h);
+	__u32 id = xdp_pick_backend(vs, h);
 
 	if (!id)
 		return 0;
-	flow_remember(key, h, svc->id, id, now, ix, word);
+	flow_remember(key, h, vs->svc_id, id, now, ix, word);
 	st->new_flows++;
 	bs = xdp_be_stats_of(id);
 	if (bs)
@@ -91,7 +91,7 @@ static __always_inline __u32 flow_new(const struct sl_flow_key *key, __u64 h,
  * the backend, and a refill reads sl_backends.
  */
 static __always_inline int balance(struct xdp_md *ctx, const struct packet *p,
-				   const struct sl_flow_key *key, __u64 h, const struct sl_service *svc,
+				   const struct sl_flow_key *key, __u64 h, const struct sl_xdp_vip *vs,
 				   int syn, struct sl_xdp_stats *st)
 {
 	struct sl_xdp_nexthop *nh = NULL;
@@ -110,9 +110,9 @@ static __always_inline int balance(struct xdp_md *ctx, const struct packet *p,
 		return XDP_PASS;
 	}
 	if (!syn) {
-		id = flow_lookup(key, h, svc, now);
+		id = flow_lookup(key, h, vs->svc_id, now);
 		if (id) {
-			nh = nexthop_get(ctx, p, svc->id, id, jiffies, &why);
+			nh = nexthop_get(ctx, p, vs->svc_id, id, jiffies, &why);
 			if (!nh && why == NEXTHOP_GONE)
 				id = 0;
 		}
@@ -122,12 +122,12 @@ static __always_inline int balance(struct xdp_md *ctx, const struct packet *p,
 			st->flow_misses++;
 	}
 	if (!id) {
-		id = flow_new(key, h, svc, st, now);
+		id = flow_new(key, h, vs, st, now);
 		if (!id) {
 			st->dropped[SL_XDP_DROP_NO_BACKEND]++;
 			return XDP_DROP;
 		}
-		nh = nexthop_get(ctx, p, svc->id, id, jiffies, &why);
+		nh = nexthop_get(ctx, p, vs->svc_id, id, jiffies, &why);
 	}
 	if (!nh) {
 		/* GONE here: removed between the choice and now; the stack drops it. */
@@ -150,13 +150,46 @@ static __always_inline int balance(struct xdp_md *ctx, const struct packet *p,
 	return action;
 }
 
-/* Whether the packet may be for a VIP (no false negatives; see struct sl_vip_filter). */
-static __always_inline int maybe_vip(const struct packet *p)
+/* Whether filter bit may be a VIP's (no false negatives; see struct sl_vip_filter). */
+static __always_inline int maybe_vip(__u32 bit)
 {
 	__u32 zero = 0;
 	struct sl_vip_filter *f = bpf_map_lookup_elem(&sl_vip_filter, &zero);
 
-	return !f || sl_vip_filter_has(f, sl_vip_filter_bit(&p->dst, p->dport));
+	return !f || sl_vip_filter_has(f, bit);
+}
+
+static __always_inline int svc_key_equal(const struct sl_svc_key *a, const struct sl_svc_key *b)
+{
+	const __u32 *x = (const __u32 *)a, *y = (const __u32 *)b;
+
+	return !((x[0] ^ y[0]) | (x[1] ^ y[1]) | (x[2] ^ y[2]) | (x[3] ^ y[3]) | (x[4] ^ y[4]));
+}
+
+/*
+ * The service of a packet to VIP key (filter bit bit) into *vs: its
+ * sl_xdp_vips slot, read once, when that names the VIP whole and checks;
+ * else sl_services. Returns 0 when no service has the VIP.
+ */
+static __always_inline int vip_service(const struct sl_svc_key *key, __u32 bit,
+				       struct sl_xdp_vip *vs)
+{
+	__u32 slot = sl_xdp_vip_slot(bit);
+	struct sl_xdp_vip *v = bpf_map_lookup_elem(&sl_xdp_vips, &slot);
+	struct sl_service *svc;
+
+	if (v) {
+		*vs = *v;
+		if (vs->svc_id && svc_key_equal(&vs->key, key) && vs->check == sl_xdp_vip_check(vs))
+			return 1;
+	}
+	svc = bpf_map_lookup_elem(&sl_services, key);
+	if (!svc) {
+		__builtin_memset(vs, 0, sizeof(*vs));
+		return 0;
+	}
+	*vs = sl_xdp_vip_of(key, svc);
+	return 1;
 }
 
 /*
@@ -205,19 +238,21 @@ static __always_inline int fast_forward(struct xdp_md *ctx, const struct packet 
 
 static __always_inline int edge(struct xdp_md *ctx, const int forward)
 {
-	struct sl_service *svc = NULL;
+	struct sl_xdp_vip vs = {};
 	struct sl_xdp_stats *st;
 	struct sl_xdp_cfg *cfg;
 	struct sl_flow_key key __attribute__((aligned(8))) = {};
 	struct packet p = {};
-	__u32 svc_id = 0, zero = 0;
+	__u32 zero = 0, bit = 0;
 	__u64 now = 0, h = 0;
-	int syn, vip;
+	int syn, vip, svc = 0;
 
 	if (parse_packet(ctx, &p))
 		return XDP_PASS;
 	cfg = bpf_map_lookup_elem(&sl_xdp_cfg, &zero);
-	vip = p.l4 && maybe_vip(&p);
+	if (p.l4)
+		bit = sl_vip_filter_bit(&p.dst, p.dport);
+	vip = p.l4 && maybe_vip(bit);
 	if (vip) { /* the flow's key and hash, for the fast path and balance() alike */
 		key = (struct sl_flow_key){
 			.src = p.src, .dst = p.dst, .sport = p.sport, .dport = p.dport,
@@ -243,11 +278,9 @@ static __always_inline int edge(struct xdp_md *ctx, const int forward)
 			.vip = p.dst, .port = p.dport, .proto = p.proto, .family = p.family,
 		};
 
-		svc = bpf_map_lookup_elem(&sl_services, &key);
-		if (svc)
-			svc_id = svc->id;
+		svc = vip_service(&key, bit, &vs);
 	}
-	st = xdp_stats_of(svc_id);
+	st = xdp_stats_of(vs.svc_id);
 	if (!st)
 		return XDP_PASS;
 	/* This CPU's entry: plain increments are race-free. */
@@ -265,10 +298,10 @@ static __always_inline int edge(struct xdp_md *ctx, const int forward)
 		return XDP_PASS;
 	if (syn) {
 		st->syns++;
-		if (svc->syn_per_second) {
+		if (vs.syn_per_second) {
 			if (!now)
 				now = bpf_ktime_get_ns();
-			if (!syn_take(svc, now)) {
+			if (!syn_take(&vs, now)) {
 				st->dropped[SL_XDP_DROP_SYN_RATE]++;
 				return XDP_DROP;
 			}
@@ -278,7 +311,7 @@ static __always_inline int edge(struct xdp_md *ctx, const int forward)
 		st->passed[SL_XDP_PASS_NOT_FORWARDING]++;
 		return XDP_PASS;
 	}
-	return balance(ctx, &p, &key, h, svc, syn, st);
+	return balance(ctx, &p, &key, h, &vs, syn, st);
 }
 
 SEC("xdp")

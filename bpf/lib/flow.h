@@ -70,11 +70,23 @@ static long xdp_scan_one(__u32 i, void *data)
 	return 0;
 }
 
-/* A backend id for a new flow of hash h (sl_flow_hash) to svc, or 0 when none is usable. */
-static __always_inline __u32 xdp_pick_backend(const struct sl_service *svc, __u64 h)
+/*
+ * Whether the service of VIP vs is in panic; read from sl_services, as
+ * sl_xdp_vips does not copy what this needs: only a new flow whose first
+ * choice is unusable asks.
+ */
+static __always_inline int xdp_svc_in_panic(const struct sl_xdp_vip *vs)
 {
-	struct xdp_pick x = { .svc_id = svc->id };
-	__u32 zero = 0, svc_id = svc->id, n, *count, id;
+	struct sl_service *svc = bpf_map_lookup_elem(&sl_services, &vs->key);
+
+	return svc && svc->id == vs->svc_id && svc_in_panic(svc);
+}
+
+/* A backend id for a new flow of hash h (sl_flow_hash) to VIP vs, or 0 when none is usable. */
+static __always_inline __u32 xdp_pick_backend(const struct sl_xdp_vip *vs, __u64 h)
+{
+	struct xdp_pick x = { .svc_id = vs->svc_id };
+	__u32 zero = 0, svc_id = vs->svc_id, n, *count, id;
 	void *slots;
 
 	slots = bpf_map_lookup_elem(&sl_svc_slots, &svc_id);
@@ -86,7 +98,7 @@ static __always_inline __u32 xdp_pick_backend(const struct sl_service *svc, __u6
 	if (id && xdp_usable(&x, id))
 		return id;
 	/* Panic matters only now: it lets every backend of the service be used. */
-	x.panic = svc_in_panic(svc);
+	x.panic = xdp_svc_in_panic(vs);
 	if (x.panic && id && xdp_usable(&x, id))
 		return id;
 	x.list_base = n + 2;

@@ -246,6 +246,15 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } sl_vip_filter SEC(".maps");
 
+/* VIP slot -> what a new flow needs of its service (struct sl_xdp_vip); written by the reconciler. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, SL_XDP_VIP_SLOTS);
+	__type(key, __u32);
+	__type(value, struct sl_xdp_vip);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sl_xdp_vips SEC(".maps");
+
 /*
  * The flow table of sl_xdp (sluice/flow.h): buckets of flows, shared by all
  * CPUs (a veth or a NIC without RSS may run one flow's packets on any CPU);

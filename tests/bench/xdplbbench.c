@@ -31,7 +31,9 @@
  *   parse only      sluice's parse_packet, XDP_PASS (on the flow-table-hit frame)
  *   XDP_DROP, XDP_PASS  reference programs on the same frame
  * The service: 16 backends on a veth (lbout) with permanent neighbours, a selection
- * table of 8,191 slots (the Maglev size for 16 backends), panic off; the flow table
+ * table of 8,191 slots (the Maglev size for 16 backends), panic off, its VIP's
+ * sl_xdp_vips slot written as an apply writes it (a SYN reads the service there,
+ * not in the sl_services hash); the flow table
  * at its default size (262,144), far above the 4,097 flows used. XDP_REDIRECT under
  * test_run does not run the redirect itself (no live frames): the figures are the
  * program's cost, like any XDP LB measured this way.
@@ -197,6 +199,8 @@ static void fill_maps(void)
 		die("sl_services update", errno);
 	if (vip_filter_add(bpf_map__fd(skel->maps.sl_vip_filter), &key))
 		die("sl_vip_filter update", errno);
+	if (xdp_vips_add(bpf_map__fd(skel->maps.sl_xdp_vips), &key, &svc))
+		die("sl_xdp_vips update", errno);
 	for (__u32 i = 0; i < NBACKENDS; i++) {
 		struct sl_backend be = { 0 };
 		struct sl_be_health h;

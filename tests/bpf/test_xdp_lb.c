@@ -2046,6 +2046,7 @@ static void t_syn_limit(void **state)
 	svc.syn_per_second = 1;
 	svc.syn_burst = 1;
 	ok &= !bpf_map_update_elem(fd, &key, &svc, BPF_EXIST);
+	ok &= !xdp_vips_add(map_fd(skel->maps.sl_xdp_vips), &key, &svc);
 	ok &= !bpf_map_update_elem(map_fd(skel->maps.sl_xdp_syn), &id, &b, BPF_ANY);
 	eth(&f, ETH_P_IP);
 	ipv4(&f, CLIENT4, "10.96.1.13", IPPROTO_TCP);
@@ -2068,6 +2069,85 @@ static void t_syn_limit(void **state)
 	svc.syn_per_second = 0;
 	svc.syn_burst = 0;
 	ok &= !bpf_map_update_elem(fd, &key, &svc, BPF_EXIST);
+	ok &= !xdp_vips_add(map_fd(skel->maps.sl_xdp_vips), &key, &svc);
+	END();
+}
+
+/* A SYN from sport to SVC_TX's VIP: forwarded to 71, or dropped over the SYN limit. */
+static bool tx_syn(__u16 sport, bool dropped, struct snap *want)
+{
+	struct result r;
+	struct frame f;
+	bool ok = true;
+
+	eth(&f, ETH_P_IP);
+	ipv4(&f, CLIENT4, "10.96.1.13", IPPROTO_TCP);
+	tcp(&f, sport, 80, TCP_SYN, 0);
+	finish(&f);
+	if (!dropped)
+		return expect_forward(&f, XDP_TX, SVC_TX, 71, NEW_SYN, lbin_mac, want);
+	if (!run(&f, &r))
+		return false;
+	ok &= ASSERT_VERDICT(r.retval, XDP_DROP, "syn over the limit");
+	ok &= assert_unchanged(&f, &r);
+	ok &= assert_flow(&f, SVC_TX, 0);
+	want_seen(want, SVC_TX, &f);
+	want->svc[SVC_TX].dropped[SL_XDP_DROP_SYN_RATE]++;
+	return ok;
+}
+
+/*
+ * SVC_TX's slot of sl_xdp_vips says 1 SYN/s while sl_services says no limit:
+ * the second SYN is dropped, so the slot is what XDP read. A slot whose check
+ * fails (caught mid-write), one naming another VIP, and an empty one are
+ * passed over for sl_services: no limit, forwarded.
+ */
+static void t_vip_index(void **state)
+{
+	struct sl_rl_bucket b = { .tat_ns = 0 };
+	struct sl_xdp_vip v, torn, other;
+	struct sl_svc_key key;
+	struct sl_service svc;
+	__u32 id = SVC_TX, slot;
+	int fd;
+
+	BEGIN();
+	fd = map_fd(skel->maps.sl_xdp_vips);
+	memset(&key, 0, sizeof(key));
+	key.family = SL_FAMILY_IPV4;
+	addr_of("10.96.1.13", &key.vip);
+	key.port = htons(80);
+	key.proto = IPPROTO_TCP;
+	slot = sl_xdp_vip_slot(sl_vip_filter_bit(&key.vip, key.port));
+	if (bpf_map_lookup_elem(map_fd(skel->maps.sl_services), &key, &svc)) {
+		print_message("  %s: sl_services lookup: %s\n", cur_case, strerror(errno));
+		fail();
+	}
+	ok &= ASSERT_EQ(svc.syn_per_second, 0, "sl_services: no syn limit");
+	svc.syn_per_second = 1;
+	svc.syn_burst = 1;
+	v = sl_xdp_vip_of(&key, &svc);
+	ok &= !bpf_map_update_elem(fd, &slot, &v, BPF_ANY);
+	ok &= !bpf_map_update_elem(map_fd(skel->maps.sl_xdp_syn), &id, &b, BPF_ANY);
+	ok &= tx_syn(45200, false, &want);
+	ok &= tx_syn(45201, true, &want);
+
+	torn = v;
+	torn.syn_burst = 7; /* the check is of burst 1 */
+	ok &= !bpf_map_update_elem(fd, &slot, &torn, BPF_ANY);
+	ok &= tx_syn(45202, false, &want);
+	other = v;
+	other.key.port = htons(81);
+	other.check = sl_xdp_vip_check(&other);
+	ok &= !bpf_map_update_elem(fd, &slot, &other, BPF_ANY);
+	ok &= tx_syn(45203, false, &want);
+	memset(&other, 0, sizeof(other));
+	ok &= !bpf_map_update_elem(fd, &slot, &other, BPF_ANY);
+	ok &= tx_syn(45204, false, &want);
+
+	svc.syn_per_second = 0;
+	svc.syn_burst = 0;
+	ok &= !xdp_vips_add(fd, &key, &svc);
 	END();
 }
 
@@ -2182,7 +2262,8 @@ static int fill_maps(void)
 		val.panic_threshold_pct = 0; /* never in panic */
 		snprintf(val.name, sizeof(val.name), "lb%u", services[i].id);
 		if (bpf_map_update_elem(map_fd(skel->maps.sl_services), &key, &val, BPF_NOEXIST) ||
-		    vip_filter_add(map_fd(skel->maps.sl_vip_filter), &key)) {
+		    vip_filter_add(map_fd(skel->maps.sl_vip_filter), &key) ||
+		    xdp_vips_add(map_fd(skel->maps.sl_xdp_vips), &key, &val)) {
 			snprintf(load_error, sizeof(load_error), "sl_services update: %s",
 				 strerror(errno));
 			return -1;
@@ -2293,6 +2374,8 @@ static const struct {
 	{ "ihl < 5, ipv4 fragments to the vip, garbage: never forwarded, unchanged", t_malformed },
 	{ "source rate limit before forwarding: the second packet is dropped", t_source_limit },
 	{ "syn limit before forwarding: over the burst, dropped", t_syn_limit },
+	{ "sl_xdp_vips: a slot naming the vip is used; torn, another vip's, empty: sl_services",
+	  t_vip_index },
 	{ "sl_xdp_edge on a vip syn: XDP_PASS, unchanged, passed[not_forwarding]", t_edge },
 	{ "route cache: filled from the FIB with the MTU, kept, asked again after expiry",
 	  t_nexthop_cache },

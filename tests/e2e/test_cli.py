@@ -6,6 +6,7 @@ import datetime
 import hashlib
 import json
 import os
+import socket
 import subprocess
 import time
 
@@ -281,6 +282,43 @@ def test_load_rebuilds_what_derives_from_the_records(sluice, topo):
     assert [be_health(sluice, i)["svc_id"] for i in ids] == [web_id] * len(ids)
     assert E.bpftool_json("map", "lookup", "pinned", filt, "key", "0", "0", "0",
                           "0")["value"] == written
+    assert served_by(sluice, topo) == {h.identity for h in topo.backends[:3]}
+
+
+def xdp_vip(sluice, vip, port):
+    """The slot of sl_xdp_vips for an IPv4 VIP:port, as bpftool formats it (sl_vip_filter_bit
+    and sl_xdp_vip_slot of include/sluice/xdp.h, redone here)."""
+    x = int.from_bytes(socket.inet_aton(vip), "little")
+    port_be = int.from_bytes(port.to_bytes(2, "big"), "little")
+    x = ((x ^ (port_be << 16 | port_be)) * 0x9e3779b1) & 0xffffffff
+    slot = (x ^ x >> 15) & 0xffff
+    pin = os.path.join(sluice.pin_root, "sl_xdp_vips")
+    key = [str(b) for b in slot.to_bytes(4, "little")]
+    return key, E.bpftool_json("map", "lookup", "pinned", pin, "key", *key)["formatted"]["value"]
+
+
+def test_xdp_vips_follow_the_services(sluice, topo):
+    """sl_xdp_vips, what XDP's new flows read of each service: an apply writes a VIP's slot
+    with its service's id, empties the slot of a service it removes, and a load rewrites a
+    slot zeroed here (a map new to the pins, or stale) from the services in force."""
+    sluice.apply(doc(web(topo), web(topo, topo.backends[:1], name="api", vip=VIP_API)))
+    ids = {s["name"]: s["id"] for s in sluice.services()}
+    _, web_slot = xdp_vip(sluice, VIP4, PORT)
+    _, api_slot = xdp_vip(sluice, VIP_API, PORT)
+    assert web_slot["svc_id"] == ids["web"] and api_slot["svc_id"] == ids["api"], (web_slot,
+                                                                                    api_slot)
+    assert web_slot["key"]["port"] == socket.htons(PORT) and web_slot["check"] != 0, web_slot
+
+    sluice.apply(doc(web(topo)))
+    _, api_slot = xdp_vip(sluice, VIP_API, PORT)
+    assert api_slot["svc_id"] == 0 and api_slot["check"] == 0, api_slot
+
+    key, web_slot = xdp_vip(sluice, VIP4, PORT)
+    E.bpftool_json("map", "update", "pinned", os.path.join(sluice.pin_root, "sl_xdp_vips"),
+                   "key", *key, "value", *(["0"] * 40))
+    assert xdp_vip(sluice, VIP4, PORT)[1]["svc_id"] == 0
+    sluice.load()
+    assert xdp_vip(sluice, VIP4, PORT)[1] == web_slot
     assert served_by(sluice, topo) == {h.identity for h in topo.backends[:3]}
 
 

@@ -1,5 +1,8 @@
 // SPDX-License-Identifier: MIT
-/* The XDP VIP pre-filter: every wanted VIP's address and port bits set, little else. */
+/*
+ * The XDP VIP pre-filter (every wanted VIP's address and port bits set, little
+ * else) and the VIP index (sl_xdp_vips: a slot per VIP, shared ones empty).
+ */
 #include <arpa/inet.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -10,6 +13,7 @@
 
 #include "lib/registry.h"
 #include "lib/vipfilter.h"
+#include "lib/vipindex.h"
 
 static int popcount(const __u64 *words)
 {
@@ -89,12 +93,96 @@ static void test_few_false_positives(void **state)
 	free(f);
 }
 
+static struct sl_svc_key vip_key(const char *addr, __u16 port, __u8 proto)
+{
+	struct sl_svc_key k = { .family = SL_FAMILY_IPV4, .port = htons(port), .proto = proto };
+
+	inet_pton(AF_INET, addr, &k.vip.words[0]);
+	return k;
+}
+
+static struct sl_xdp_vip *slot_of(struct sl_xdp_vip *slots, const struct sl_svc_key *k)
+{
+	return &slots[sl_xdp_vip_slot(sl_vip_filter_bit(&k->vip, k->port))];
+}
+
+static void test_index_names_each_vip_alone_in_its_slot(void **state)
+{
+	struct sl_xdp_vip *slots = calloc(SL_XDP_VIP_SLOTS, sizeof(*slots));
+	struct sl_svc_key keys[2] = { vip_key("10.96.0.10", 80, 6), vip_key("10.96.0.11", 443, 6) };
+	struct sl_service svcs[2] = { { .id = 3, .syn_per_second = 100, .syn_burst = 20 },
+				      { .id = 4 } };
+	size_t shared, used = 0;
+
+	(void)state;
+	assert_non_null(slots);
+	assert_int_equal(sl_vip_index_build(slots, keys, svcs, 2, &shared), 0);
+	assert_int_equal(shared, 0);
+	for (int i = 0; i < 2; i++) {
+		struct sl_xdp_vip *v = slot_of(slots, &keys[i]);
+
+		assert_memory_equal(&v->key, &keys[i], sizeof(keys[i]));
+		assert_int_equal(v->svc_id, svcs[i].id);
+		assert_int_equal(v->syn_per_second, svcs[i].syn_per_second);
+		assert_int_equal(v->syn_burst, svcs[i].syn_burst);
+		assert_int_equal(v->check, sl_xdp_vip_check(v));
+	}
+	for (size_t s = 0; s < SL_XDP_VIP_SLOTS; s++)
+		used += slots[s].svc_id != 0;
+	assert_int_equal(used, 2);
+	free(slots);
+}
+
+/* TCP and UDP on one VIP:port hash to one slot: it stays empty, for sl_services to answer. */
+static void test_index_leaves_shared_slots_empty(void **state)
+{
+	struct sl_xdp_vip *slots = calloc(SL_XDP_VIP_SLOTS, sizeof(*slots)), zero = { 0 };
+	struct sl_svc_key keys[4] = { vip_key("10.96.0.53", 53, 17), vip_key("10.96.0.53", 53, 6),
+				      vip_key("10.96.0.10", 80, 6), vip_key("10.96.0.53", 53, 132) };
+	struct sl_service svcs[4] = { { .id = 1 }, { .id = 2 }, { .id = 3 }, { .id = 5 } };
+	size_t shared;
+
+	(void)state;
+	assert_non_null(slots);
+	assert_int_equal(sl_vip_index_build(slots, keys, svcs, 4, &shared), 0);
+	assert_int_equal(shared, 1); /* one slot, whether two or three share it */
+	assert_memory_equal(slot_of(slots, &keys[0]), &zero, sizeof(zero));
+	assert_int_equal(slot_of(slots, &keys[2])->svc_id, 3);
+	free(slots);
+}
+
+/* A read that catches a slot mid-write sees words of two entries: the check fails. */
+static void test_index_check_catches_a_torn_entry(void **state)
+{
+	struct sl_svc_key ka = vip_key("10.96.0.10", 80, 6), kb = vip_key("10.96.7.20", 8443, 6);
+	struct sl_service sa = { .id = 7, .syn_per_second = 50 }, sb = { .id = 9 };
+	struct sl_xdp_vip a = sl_xdp_vip_of(&ka, &sa), b = sl_xdp_vip_of(&kb, &sb), torn;
+	int caught = 0, tried = 0;
+
+	(void)state;
+	/* Every split at an 8-byte store boundary, either entry first. */
+	for (size_t cut = 8; cut < offsetof(struct sl_xdp_vip, check); cut += 8) {
+		torn = a;
+		memcpy((char *)&torn + cut, (char *)&b + cut, sizeof(torn) - cut);
+		caught += torn.check != sl_xdp_vip_check(&torn);
+		torn = b;
+		memcpy((char *)&torn + cut, (char *)&a + cut, sizeof(torn) - cut);
+		caught += torn.check != sl_xdp_vip_check(&torn);
+		tried += 2;
+	}
+	assert_int_equal(caught, tried);
+	assert_int_equal(a.check, sl_xdp_vip_check(&a));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_fill_sets_each_vip),
 		cmocka_unit_test(test_bit_ignores_nothing_of_ipv6),
 		cmocka_unit_test(test_few_false_positives),
+		cmocka_unit_test(test_index_names_each_vip_alone_in_its_slot),
+		cmocka_unit_test(test_index_leaves_shared_slots_empty),
+		cmocka_unit_test(test_index_check_catches_a_torn_entry),
 	};
 
 	return cmocka_run_group_tests_name("vipfilter", tests, NULL, NULL);

@@ -40,6 +40,7 @@ struct sl_maps {
 	int xdp_flows;
 	int xdp_flow_idx;
 	int vip_filter;
+	int xdp_vips;
 };
 
 /* Every pinned map by name, in the order of struct sl_maps' fields. */

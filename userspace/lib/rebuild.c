@@ -9,6 +9,7 @@
 #include "log.h"
 #include "maps.h"
 #include "rebuild.h"
+#include "vipindex.h"
 
 /*
  * sl_be_health copies sl_backends' records (sluice/backend.h). Created by a
@@ -90,5 +91,21 @@ int sl_refill_vip_filter(const char *pin_root)
 		close(svc_fd);
 	sl_batch_free(&services);
 	free(f);
+	return err;
+}
+
+/* sl_xdp_vips is derived from sl_services: a new one (or one a load finds stale) is rewritten. */
+int sl_refill_vip_index(const char *pin_root)
+{
+	int svc_fd = sl_pin_open(pin_root, "sl_services");
+	int idx_fd = svc_fd < 0 ? svc_fd : sl_pin_open(pin_root, "sl_xdp_vips");
+	int err = idx_fd < 0 ? idx_fd : sl_vip_index_set(svc_fd, idx_fd);
+
+	if (err)
+		log_err("cannot rewrite sl_xdp_vips from sl_services: %s", strerror(-err));
+	if (idx_fd >= 0)
+		close(idx_fd);
+	if (svc_fd >= 0)
+		close(svc_fd);
 	return err;
 }

@@ -11,5 +11,7 @@
 int sl_fill_be_health(const char *pin_root);
 /* Rewrites sl_vip_filter from sl_services' keys (sluice/xdp.h). */
 int sl_refill_vip_filter(const char *pin_root);
+/* Rewrites sl_xdp_vips from sl_services (sluice/xdp.h, struct sl_xdp_vip). */
+int sl_refill_vip_index(const char *pin_root);
 
 #endif

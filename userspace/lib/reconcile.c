@@ -14,6 +14,7 @@
 #include "batch.h"
 #include "reconcile.h"
 #include "vipfilter.h"
+#include "vipindex.h"
 #include "slots.h"
 #include "state.h"
 
@@ -998,16 +999,24 @@ int sl_reconcile(const struct sl_maps *m, const struct sl_registry *want, int dr
 	if (dry_run) {
 		res->generation = g.generation;
 	} else {
-		/* Widened first, so sl_xdp never takes a VIP in force for none. */
+		/*
+		 * Widened first, so sl_xdp never takes a VIP in force for none;
+		 * the index narrowed first, so it never names a service a VIP
+		 * loses (sluice/xdp.h, struct sl_xdp_vip).
+		 */
 		ret = sl_vip_filter_widen(m, want);
 		if (ret)
 			snprintf(err, errlen, "cannot write sl_vip_filter: %s", strerror(-ret));
+		if (!ret && (ret = sl_vip_index_narrow(m->services, m->xdp_vips, want)))
+			snprintf(err, errlen, "cannot write sl_xdp_vips: %s", strerror(-ret));
 		if (!ret)
 			ret = flush_plan(&r);
 		if (!ret)
 			ret = write_generation(&r, want);
 		if (!ret && (ret = sl_vip_filter_set(m, want)))
 			snprintf(err, errlen, "cannot write sl_vip_filter: %s", strerror(-ret));
+		if (!ret && (ret = sl_vip_index_set(m->services, m->xdp_vips)))
+			snprintf(err, errlen, "cannot write sl_xdp_vips: %s", strerror(-ret));
 	}
 out:
 	if (ret && !err[0])
