@@ -57,7 +57,7 @@ static __always_inline __u32 flow_lookup(const struct sl_flow_key *key, __u64 h,
 	struct sl_flow_bucket *b = flow_bucket(i);
 	struct flow_hit hit;
 
-	if (!b || !flow_find(b, i, key, h, &hit) || hit.svc_id != svc_id)
+	if (!b || !flow_find(b, i, flow_fp(key), &hit) || hit.svc_id != svc_id)
 		return 0;
 	flow_seen(&hit, now);
 	return hit.backend_id;
@@ -210,7 +210,7 @@ static __always_inline int fast_forward(struct xdp_md *ctx, const struct packet 
 	__u64 now;
 	int action;
 
-	if (!b || !flow_find(b, i, key, h, &hit))
+	if (!b || !flow_find(b, i, flow_fp(key), &hit))
 		return -1;
 	xb = xdp_backend_of(hit.backend_id); /* its route and counters, one entry */
 	if (!xb)

@@ -2,8 +2,8 @@
 /*
  * sl_xdp_flows, the flow table, and sl_xdp_flow_idx, its ways' tags and
  * recency (their layout and why: sluice/flow.h). Ways and index words are
- * read and written without a lock: a way that two CPUs wrote at once fails
- * its check and counts as a miss, and the packet's flow is chosen again and
+ * read and written without a lock: a way that two CPUs wrote at once
+ * matches neither flow and counts as a miss, and the packet's flow is chosen again and
  * rewritten whole; an index word two new flows wrote at once keeps one of
  * their tags, and the other flow's way may then be taken early by a later
  * new flow of that bucket (an early eviction).
@@ -18,6 +18,8 @@
 
 /* The table's buckets: set by the loader to the size of the pinned map. */
 const volatile __u32 flow_buckets = SL_XDP_FLOWS_DEFAULT / SL_FLOW_WAYS;
+/* The table's fingerprint seed: set by the loader from sl_xdp_flow_seed. */
+const volatile __u64 flow_seed;
 
 #define READ_ONCE_U32(x) (*(const volatile __u32 *)&(x))
 
@@ -40,12 +42,9 @@ static __always_inline __u32 *flow_index_word(__u32 i)
 	return ix ? &ix->word[i & (SL_FLOW_INDEX_WORDS - 1)] : NULL;
 }
 
-/* Both keys 8-byte aligned (ways are; callers align theirs): five 64-bit compares. */
-static __always_inline int flow_key_equal(const struct sl_flow_key *a, const struct sl_flow_key *b)
+static __always_inline __u64 flow_fp(const struct sl_flow_key *key)
 {
-	const __u64 *x = (const __u64 *)a, *y = (const __u64 *)b;
-
-	return !((x[0] ^ y[0]) | (x[1] ^ y[1]) | (x[2] ^ y[2]) | (x[3] ^ y[3]) | (x[4] ^ y[4]));
+	return sl_flow_fp(key, flow_seed);
 }
 
 /* A flow found: its way, and its backend and service as one consistent read of it. */
@@ -57,21 +56,17 @@ struct flow_hit {
 	__u32 svc_id;
 };
 
-/* Whether bucket b (number i) holds the flow key of hash h, whole; fills *hit. */
-static __always_inline int flow_find(struct sl_flow_bucket *b, __u32 i,
-				     const struct sl_flow_key *key, __u64 h, struct flow_hit *hit)
+/* Whether bucket b (number i) holds the flow key of fingerprint fp; fills *hit. */
+static __always_inline int flow_find(struct sl_flow_bucket *b, __u32 i, __u64 fp,
+				     struct flow_hit *hit)
 {
 #pragma unroll
 	for (int w = 0; w < SL_FLOW_WAYS; w++) {
 		struct sl_flow *f = &b->way[w];
-		__u32 id, svc_id;
+		__u32 id = READ_ONCE_U32(f->backend_id), svc_id = *(volatile __u16 *)&f->svc_id;
 
-		if (!flow_key_equal(&f->key, key))
+		if (!sl_flow_holds(*(volatile __u64 *)&f->fp, id, svc_id, fp))
 			continue;
-		id = READ_ONCE_U32(f->backend_id);
-		svc_id = READ_ONCE_U32(f->svc_id);
-		if (!id || READ_ONCE_U32(f->check) != sl_flow_check(h, id, svc_id))
-			return 0;
 		hit->way = f;
 		hit->bucket = i;
 		hit->way_no = w;
@@ -90,7 +85,7 @@ static __always_inline void flow_seen(const struct flow_hit *hit, __u32 now)
 {
 	__u32 *ix, word, flip;
 
-	if (hit->way->seen == now)
+	if (hit->way->seen == (__u16)now)
 		return;
 	hit->way->seen = now;
 	ix = flow_index_word(hit->bucket);
@@ -120,10 +115,9 @@ static __always_inline void flow_remember(const struct sl_flow_key *key, __u64 h
 		return;
 	w = sl_flow_way_for(word, tag);
 	f = &b->way[w & (SL_FLOW_WAYS - 1)];
-	f->key = *key;
+	f->fp = flow_fp(key) ^ sl_flow_bind(id, svc_id);
 	f->backend_id = id;
 	f->svc_id = svc_id;
-	f->check = sl_flow_check(h, id, svc_id);
 	f->seen = now;
 	*ix = sl_flow_index_took(word, w, tag);
 }

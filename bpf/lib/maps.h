@@ -280,6 +280,19 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } sl_xdp_flow_idx SEC(".maps");
 
+/*
+ * 0 -> the seed of sl_xdp_flows' fingerprints (sl_flow_fp), drawn by the
+ * load that creates the table and kept with it; programs get it as a
+ * constant (flowtable.h), this is where the next load and tools read it.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} sl_xdp_flow_seed SEC(".maps");
+
 /* This CPU's entry of id in one of sl_xdp's per-CPU maps; NULL for an id past the stride. */
 static __always_inline void *xdp_cpu_lookup(void *map, __u32 id, __u32 stride)
 {

@@ -554,25 +554,36 @@ static bool set_cfg(__u32 rate, __u32 burst)
 	return false;
 }
 
-/* The way of f's bucket that holds its 5-tuple (whole, as the program checks it), or -1. */
-static int flow_way(const struct frame *f, struct sl_flow_bucket *b, __u32 *bucket)
+/* The fingerprint of f's flow, its source port replaced by sport (host order) unless 0. */
+static __u64 frame_fp(const struct frame *f, __u16 sport)
 {
 	struct sl_flow_key k;
-	__u64 h;
 
 	flow_key(f, &k);
-	h = sl_flow_hash(&k);
-	*bucket = sl_flow_bucket_of(h, bpf_map__max_entries(skel->maps.sl_xdp_flows));
+	if (sport)
+		k.sport = htons(sport);
+	return sl_flow_fp(&k, skel->rodata->flow_seed);
+}
+
+/* Whether way w holds f's flow with source port sport (0: f's own). */
+static bool way_holds(const struct sl_flow *w, const struct frame *f, __u16 sport)
+{
+	return sl_flow_holds(w->fp, w->backend_id, w->svc_id, frame_fp(f, sport));
+}
+
+/* The way of f's bucket that holds its flow (as the program matches it), or -1. */
+static int flow_way(const struct frame *f, struct sl_flow_bucket *b, __u32 *bucket)
+{
+	*bucket = sl_flow_bucket_of(flow_hash(f), bpf_map__max_entries(skel->maps.sl_xdp_flows));
 	if (bpf_map_lookup_elem(map_fd(skel->maps.sl_xdp_flows), bucket, b))
 		return -1;
 	for (int w = 0; w < SL_FLOW_WAYS; w++)
-		if (!memcmp(&b->way[w].key, &k, sizeof(k)) && b->way[w].backend_id &&
-		    b->way[w].check == sl_flow_check(h, b->way[w].backend_id, b->way[w].svc_id))
+		if (way_holds(&b->way[w], f, 0))
 			return w;
 	return -1;
 }
 
-/* sl_xdp_flows holds f's 5-tuple for backend be of service svc (be 0: holds nothing). */
+/* sl_xdp_flows holds f's flow for backend be of service svc (be 0: holds nothing). */
 static bool assert_flow(const struct frame *f, __u32 svc, __u32 be)
 {
 	struct sl_flow_bucket b;
@@ -583,7 +594,7 @@ static bool assert_flow(const struct frame *f, __u32 svc, __u32 be)
 	if (w < 0) {
 		if (!be)
 			return true;
-		print_message("  %s: no sl_xdp_flows entry for the frame's 5-tuple (bucket %u)\n",
+		print_message("  %s: no sl_xdp_flows entry for the frame's flow (bucket %u)\n",
 			      cur_case, bucket);
 		return false;
 	}
@@ -1029,7 +1040,7 @@ static void t_flow_table_swap(void **state)
 	END();
 }
 
-/* A way two CPUs wrote at once (its check fails) is a miss, and the flow is written whole again. */
+/* A way two CPUs wrote at once (matching neither flow) is a miss, and the flow is written whole again. */
 static void t_flow_torn_way(void **state)
 {
 	struct frame syn, ack;
@@ -1045,7 +1056,7 @@ static void t_flow_torn_way(void **state)
 	w = flow_way(&syn, &b, &bucket);
 	ok &= ASSERT_EQ(w >= 0, 1, "the syn's flow is in the table");
 	if (w >= 0) {
-		b.way[w].backend_id = 52; /* another flow's backend, the check left as it was */
+		b.way[w].backend_id = 52; /* another flow's backend, the fingerprint left as it was */
 		ok &= ASSERT_EQ(!bpf_map_update_elem(map_fd(skel->maps.sl_xdp_flows), &bucket,
 						       &b, BPF_ANY), 1, "writing the torn way");
 		ok &= expect_forward(&ack, XDP_REDIRECT, SVC_FLOW, 51, MISS, lbout_mac, &want);
@@ -1103,7 +1114,8 @@ static bool fill_bucket(const struct frame *syn, __u32 tree, __u32 *bucket)
 		return false;
 	for (int i = 0; i < SL_FLOW_WAYS; i++, t++) {
 		b.way[i] = b.way[w];
-		b.way[i].key.sport = htons(1000 + i);
+		b.way[i].fp = frame_fp(syn, 1000 + i) ^ sl_flow_bind(b.way[w].backend_id,
+								  b.way[w].svc_id);
 		t += t == tag;
 		word |= t << (i * SL_FLOW_TAG_BITS);
 	}
@@ -1142,7 +1154,7 @@ static void t_flow_bucket_full(void **state)
 		ok &= ASSERT_EQ(flow_way(&syn, &b, &bucket), 2, "the way the syn took");
 		for (int i = 0; i < SL_FLOW_WAYS; i++)
 			if (i != 2)
-				ok &= ASSERT_EQ(ntohs(b.way[i].key.sport), 1000 + i, "a way kept");
+				ok &= ASSERT_EQ(way_holds(&b.way[i], &syn, 1000 + i), 1, "a way kept");
 		word = index_word(bucket);
 		ok &= ASSERT_EQ(sl_flow_index_tag(word, 2), frame_tag(&syn), "the syn's tag, way 2");
 		ok &= ASSERT_EQ(sl_flow_plru_victim(word) != 2, 1, "way 2 no longer the victim");
@@ -1175,7 +1187,7 @@ static void t_flow_own_way(void **state)
 		ok &= expect_forward(&syn, XDP_REDIRECT, SVC_FLOW, 51, NEW_SYN, lbout_mac, &want);
 		ok &= ASSERT_EQ(flow_way(&syn, &b, &bucket), 3, "the way the syn's tag names");
 		for (int i = 0; i < 3; i++)
-			ok &= ASSERT_EQ(ntohs(b.way[i].key.sport), 1000 + i, "a way kept");
+			ok &= ASSERT_EQ(way_holds(&b.way[i], &syn, 1000 + i), 1, "a way kept");
 	}
 	empty_bucket(bucket);
 	END();
@@ -2023,6 +2035,20 @@ static void t_source_limit(void **state)
 	END();
 }
 
+/* SVC_TX's key (10.96.1.13:80, TCP) and its sl_services record. */
+static bool tx_service(struct sl_svc_key *key, struct sl_service *svc)
+{
+	memset(key, 0, sizeof(*key));
+	key->family = SL_FAMILY_IPV4;
+	addr_of("10.96.1.13", &key->vip);
+	key->port = htons(80);
+	key->proto = IPPROTO_TCP;
+	if (!bpf_map_lookup_elem(map_fd(skel->maps.sl_services), key, svc))
+		return true;
+	print_message("  %s: sl_services lookup: %s\n", cur_case, strerror(errno));
+	return false;
+}
+
 static void t_syn_limit(void **state)
 {
 	struct sl_rl_bucket b = { .tat_ns = 0 };
@@ -2034,15 +2060,8 @@ static void t_syn_limit(void **state)
 
 	BEGIN();
 	fd = map_fd(skel->maps.sl_services);
-	memset(&key, 0, sizeof(key));
-	key.family = SL_FAMILY_IPV4;
-	addr_of("10.96.1.13", &key.vip);
-	key.port = htons(80);
-	key.proto = IPPROTO_TCP;
-	if (bpf_map_lookup_elem(fd, &key, &svc)) {
-		print_message("  %s: sl_services lookup: %s\n", cur_case, strerror(errno));
+	if (!tx_service(&key, &svc))
 		fail();
-	}
 	svc.syn_per_second = 1;
 	svc.syn_burst = 1;
 	ok &= !bpf_map_update_elem(fd, &key, &svc, BPF_EXIST);
@@ -2113,16 +2132,9 @@ static void t_vip_index(void **state)
 
 	BEGIN();
 	fd = map_fd(skel->maps.sl_xdp_vips);
-	memset(&key, 0, sizeof(key));
-	key.family = SL_FAMILY_IPV4;
-	addr_of("10.96.1.13", &key.vip);
-	key.port = htons(80);
-	key.proto = IPPROTO_TCP;
-	slot = sl_xdp_vip_slot(sl_vip_filter_bit(&key.vip, key.port));
-	if (bpf_map_lookup_elem(map_fd(skel->maps.sl_services), &key, &svc)) {
-		print_message("  %s: sl_services lookup: %s\n", cur_case, strerror(errno));
+	if (!tx_service(&key, &svc))
 		fail();
-	}
+	slot = sl_xdp_vip_slot(sl_vip_filter_bit(&key.vip, key.port));
 	ok &= ASSERT_EQ(svc.syn_per_second, 0, "sl_services: no syn limit");
 	svc.syn_per_second = 1;
 	svc.syn_burst = 1;

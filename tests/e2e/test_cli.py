@@ -258,7 +258,9 @@ def test_load_rebuilds_what_derives_from_the_records(sluice, topo):
     out otherwise but of the same size (zeroed here), is rewritten from the services in
     force, as the reconciler wrote it; so XDP neither takes every backend for removed nor
     passes a VIP's packets by until the next apply; and the pins of the maps that version had
-    and this one replaced (sl_xdp_be_stats, sl_xdp_nexthop: now sl_xdp_backend) go."""
+    and this one replaced (sl_xdp_be_stats, sl_xdp_nexthop: now sl_xdp_backend) go; a flow
+    table of that version's layout (ways of 5-tuples, 256-byte buckets) is replaced by a fresh
+    one of this version's, with a fresh seed."""
     sluice.apply(doc(web(topo), web(topo, topo.backends[:1], name="api", vip=VIP_API)))
     web_id = next(s["id"] for s in sluice.services() if s["name"] == "web")
     ids = [b["id"] for b in sluice.backends("web")]
@@ -275,7 +277,21 @@ def test_load_rebuilds_what_derives_from_the_records(sluice, topo):
                         "array", "key", "4", "value", str(size), "entries", "1", "name", name],
                        check=True, capture_output=True, timeout=10)
 
+    seed_pin = os.path.join(sluice.pin_root, "sl_xdp_flow_seed")
+    seed = E.bpftool_json("map", "lookup", "pinned", seed_pin, "key", "0", "0", "0", "0")["value"]
+    assert any(int(x, 16) for x in seed), seed
+    flows = os.path.join(sluice.pin_root, "sl_xdp_flows")
+    os.unlink(flows)
+    subprocess.run(["bpftool", "map", "create", flows, "type", "array", "key", "4", "value",
+                    "256", "entries", "65536", "name", "sl_xdp_flows"],
+                   check=True, capture_output=True, timeout=10)
+
     p = sluice.load()
+    assert "sl_xdp_flows: laid out by an earlier version; replaced" in p.stderr, p.stderr
+    assert E.bpftool_json("map", "show", "pinned", flows)["bytes_value"] == 64
+    fresh = E.bpftool_json("map", "lookup", "pinned", seed_pin, "key", "0", "0", "0",
+                           "0")["value"]
+    assert any(int(x, 16) for x in fresh) and fresh != seed, (seed, fresh)
     for name in retired:
         assert not os.path.exists(os.path.join(sluice.pin_root, name)), name
     assert f"filled from the {len(ids) + 1} backend records in force" in p.stderr, p.stderr

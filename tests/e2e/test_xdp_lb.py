@@ -475,22 +475,40 @@ def _be16(port):
     return int.from_bytes(port.to_bytes(2, "big"), "little")
 
 
+def _flow_fp(words, seed):
+    """sl_flow_fp (include/sluice/flow.h) of a key given as its five 64-bit words."""
+    m = (1 << 64) - 1
+    mults = (0x9e3779b97f4a7c15, 0xbf58476d1ce4e5b9, 0x94d049bb133111eb, 0x9e3779b97f4a7c15,
+             0xbf58476d1ce4e5b9)
+    x = ((seed ^ words[0]) * mults[0]) & m
+    for w, k in zip(words[1:], mults[1:]):
+        x = ((x ^ x >> 29 ^ w) * k) & m
+    return x ^ (x >> 31)
+
+
 def flow_ways(lb, src, dst, sport, dport, proto=6):
-    """The ways of sl_xdp_flows that hold the IPv4 5-tuple, from bpftool's view of its bucket
-    (sl_flow_hash and sl_flow_bucket_of of include/sluice/flow.h, redone here)."""
+    """The ways of sl_xdp_flows that hold the IPv4 flow, from bpftool's view of its bucket
+    (sl_flow_hash, sl_flow_bucket_of, sl_flow_fp and sl_flow_holds of include/sluice/flow.h,
+    redone here with the table's seed from sl_xdp_flow_seed)."""
     s = int.from_bytes(socket.inet_aton(src), "little")
     d = int.from_bytes(socket.inet_aton(dst), "little")
     ports = (_be16(sport) << 32) | (_be16(dport) << 16) | proto
     h = _mix64(((s << 32) | d) ^ _mix64(ports))
-    pin = os.path.join(lb.sluice.pin_root, "sl_xdp_flows")
+    root = lb.sluice.pin_root
+    seed = int.from_bytes(bytes(int(b, 16) for b in E.bpftool_json(
+        "map", "lookup", "pinned", os.path.join(root, "sl_xdp_flow_seed"),
+        "key", "0", "0", "0", "0")["value"]), "little")
+    # The key's words: src, dst (an IPv4 address in the first of four words), then
+    # sport, dport, proto and family (4) packed into the fifth.
+    fp = _flow_fp([s, 0, d, 0, _be16(sport) | _be16(dport) << 16 | proto << 32 | 4 << 40], seed)
+    pin = os.path.join(root, "sl_xdp_flows")
     buckets = E.bpftool_json("map", "show", "pinned", pin)["max_entries"]
     bucket = (h >> 32) & (buckets - 1)
     e = E.bpftool_json("map", "lookup", "pinned", pin,
                        "key", *(str(b) for b in bucket.to_bytes(4, "little")))
+    bind = lambda w: ((w["svc_id"] << 32 | w["backend_id"]) * 0xff51afd7ed558ccd) & ((1 << 64) - 1)
     return [w for w in e["formatted"]["value"]["way"]
-            if w["backend_id"] and w["key"]["src"]["words"][0] == s
-            and w["key"]["dst"]["words"][0] == d and w["key"]["sport"] == _be16(sport)
-            and w["key"]["dport"] == _be16(dport) and w["key"]["proto"] == proto]
+            if w["backend_id"] and w["fp"] ^ fp == bind(w)]
 
 
 def backends_of(topo, names, fam=4):

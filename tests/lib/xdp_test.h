@@ -47,6 +47,9 @@ static void on_signal(int sig)
 	raise(sig);
 }
 
+/* The flow table's fingerprint seed in the tests (the loader draws one per table). */
+#define XDP_TEST_FLOW_SEED 0x5eed0f10e5eed5ULL
+
 /* The skeleton under BPFFS/sluice-TAG-PID; 0, or -1 with load_error set. */
 static int xdp_test_load(const char *tag)
 {
@@ -79,6 +82,7 @@ static int xdp_test_load(const char *tag)
 		snprintf(load_error, sizeof(load_error), "xdp_bpf__open_opts: %s", strerror(errno));
 		return -1;
 	}
+	skel->rodata->flow_seed = XDP_TEST_FLOW_SEED; /* as the loader sets it from the pin */
 	err = xdp_cpu_maps_size(skel->obj);
 	if (!err)
 		err = xdp_bpf__load(skel);

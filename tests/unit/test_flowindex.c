@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MIT
 /*
- * The flow table's index word (sluice/flow.h): which way a new flow takes
- * and how a packet marks its way as used. The XDP program and these tests
- * share the functions.
+ * The flow table (sluice/flow.h): which way a new flow takes, how a packet
+ * marks its way as used, and what a way's fingerprint holds. The XDP
+ * program and these tests share the functions.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -135,10 +135,54 @@ static void test_took_keeps_other_tags(void **state)
 	assert_int_equal(after >> 31, 0);
 }
 
+/* Every byte of the 5-tuple, and the seed, moves the fingerprint. */
+static void test_fingerprint_covers_the_whole_key(void **state)
+{
+	struct sl_flow_key k = { .sport = 0x3412, .dport = 0x5000, .proto = 6, .family = 4 };
+	const __u64 seed = 0x0123456789abcdefULL;
+	__u64 fp;
+
+	(void)state;
+	k.src.words[0] = 0x0100000a;
+	k.dst.words[0] = 0x0a60000a;
+	fp = sl_flow_fp(&k, seed);
+	assert_int_not_equal(fp, sl_flow_fp(&k, seed + 1));
+	for (size_t i = 0; i < offsetof(struct sl_flow_key, pad); i++) {
+		struct sl_flow_key o = k;
+
+		((unsigned char *)&o)[i] ^= 0x01;
+		assert_int_not_equal(sl_flow_fp(&o, seed), fp);
+	}
+}
+
+/*
+ * A way holds its flow only with the backend and service it was written
+ * with: a way two CPUs wrote at once (one's fingerprint, the other's
+ * backend) holds neither flow.
+ */
+static void test_way_holds_its_flow_only_whole(void **state)
+{
+	struct sl_flow_key a = { .sport = 1, .proto = 6, .family = 4 }, b = a;
+	__u64 fa, fb, way;
+
+	(void)state;
+	b.sport = 2;
+	fa = sl_flow_fp(&a, 7);
+	fb = sl_flow_fp(&b, 7);
+	way = fa ^ sl_flow_bind(51, 3);
+	assert_true(sl_flow_holds(way, 51, 3, fa));
+	assert_false(sl_flow_holds(way, 52, 3, fa));
+	assert_false(sl_flow_holds(way, 51, 4, fa));
+	assert_false(sl_flow_holds(way, 51, 3, fb));
+	assert_false(sl_flow_holds(way, 0, 3, fa ^ sl_flow_bind(51, 3) ^ sl_flow_bind(0, 3)));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_tag_is_never_free),
+		cmocka_unit_test(test_fingerprint_covers_the_whole_key),
+		cmocka_unit_test(test_way_holds_its_flow_only_whole),
 		cmocka_unit_test(test_empty_bucket_fills_in_order),
 		cmocka_unit_test(test_own_tag_wins_over_free_and_victim),
 		cmocka_unit_test(test_free_way_before_victim),

@@ -17,6 +17,7 @@
 #include <bpf/libbpf.h>
 
 #include "sluice/flow.h"
+#include "flowseed.h"
 #include "log.h"
 #include "loader.h"
 #include "maps.h"
@@ -359,6 +360,7 @@ static int size_xdp_cpu_maps(struct bpf_object *obj, const char *pin_root)
 static int size_tables(struct bpf_object *obj, const struct sl_load_opts *o)
 {
 	__u32 size, buckets;
+	__u64 seed;
 	int err = size_map(obj, o->pin_root, "sl_rl_client", o->rl_clients, SL_RL_CLIENTS_DEFAULT,
 			   &size, 1, "clients");
 
@@ -385,8 +387,17 @@ static int size_tables(struct bpf_object *obj, const struct sl_load_opts *o)
 	err = set_rodata(obj, "flow_buckets", &buckets, sizeof(buckets));
 	if (err == -ENOENT)
 		return 0;
-	if (err)
+	if (err) {
 		log_err("cannot set flow_buckets in the xdp object: %s", strerror(-err));
+		return err;
+	}
+	err = sl_flow_seed_read(o->pin_root, &seed);
+	if (err == -ENOENT)
+		log_err("%s/sl_xdp_flow_seed is missing: 'sluicectl load' first", o->pin_root);
+	else if (err)
+		log_err("cannot read %s/sl_xdp_flow_seed: %s", o->pin_root, strerror(-err));
+	if (!err && (err = set_rodata(obj, "flow_seed", &seed, sizeof(seed))))
+		log_err("cannot set flow_seed in the xdp object: %s", strerror(-err));
 	return err;
 }
 
@@ -487,6 +498,9 @@ int sl_load(const struct sl_load_opts *o)
 	lock_fd = sl_lock_pin_root(o->pin_root);
 	if (lock_fd < 0)
 		return lock_fd;
+	err = sl_flow_seed_prepare(o->pin_root);
+	if (err)
+		goto out;
 	health_fd = sl_pin_open(o->pin_root, "sl_be_health");
 	fill_health = health_fd == -ENOENT; /* created by this load */
 	if (health_fd >= 0)
