@@ -1007,7 +1007,7 @@ int sl_reconcile(const struct sl_maps *m, const struct sl_registry *want, int dr
 		ret = sl_vip_filter_widen(m, want);
 		if (ret)
 			snprintf(err, errlen, "cannot write sl_vip_filter: %s", strerror(-ret));
-		if (!ret && (ret = sl_vip_index_narrow(m->services, m->xdp_vips, want)))
+		if (!ret && (ret = sl_vip_index_narrow(m->xdp_vips, &cur, want)))
 			snprintf(err, errlen, "cannot write sl_xdp_vips: %s", strerror(-ret));
 		if (!ret)
 			ret = flush_plan(&r);
@@ -1015,7 +1015,7 @@ int sl_reconcile(const struct sl_maps *m, const struct sl_registry *want, int dr
 			ret = write_generation(&r, want);
 		if (!ret && (ret = sl_vip_filter_set(m, want)))
 			snprintf(err, errlen, "cannot write sl_vip_filter: %s", strerror(-ret));
-		if (!ret && (ret = sl_vip_index_set(m->services, m->xdp_vips)))
+		if (!ret && (ret = sl_vip_index_set(m->services, m->xdp_vips, 0)))
 			snprintf(err, errlen, "cannot write sl_xdp_vips: %s", strerror(-ret));
 	}
 out:

@@ -7,7 +7,8 @@
  * Written around each apply so that no slot ever names a service the VIP
  * does not have: before the apply's writes, only the slots of services that
  * keep their VIP and name (so their id) stay; after them, exactly what
- * sl_services holds. Only slots that change are written.
+ * sl_services holds. Only slots that change are written, and an apply reads
+ * only the slots of its services.
  */
 #ifndef SL_VIPINDEX_H
 #define SL_VIPINDEX_H
@@ -15,6 +16,7 @@
 #include <stddef.h>
 
 #include "registry.h"
+#include "state.h"
 #include "sluice/xdp.h"
 
 /*
@@ -25,8 +27,11 @@
 int sl_vip_index_build(struct sl_xdp_vip *slots, const struct sl_svc_key *keys,
 		       const struct sl_service *svcs, size_t n, size_t *shared);
 /* Before an apply: drops the slots of services want removes, moves or renames. -errno. */
-int sl_vip_index_narrow(int svc_fd, int index_fd, const struct sl_registry *want);
-/* After an apply, and at load: the index of what sl_services holds. -errno. */
-int sl_vip_index_set(int svc_fd, int index_fd);
+int sl_vip_index_narrow(int index_fd, const struct sl_state *cur, const struct sl_registry *want);
+/*
+ * After an apply (every_slot 0: only the slots of services in force are
+ * read), and at load (every_slot 1): the index of what sl_services holds.
+ */
+int sl_vip_index_set(int svc_fd, int index_fd, int every_slot);
 
 #endif
