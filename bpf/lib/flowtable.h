@@ -3,10 +3,10 @@
  * sl_xdp_flows, the flow table, and sl_xdp_flow_idx, its ways' tags and
  * recency (their layout and why: sluice/flow.h). Ways and index words are
  * read and written without a lock: a way that two CPUs wrote at once
- * matches neither flow and counts as a miss, and the packet's flow is chosen again and
- * rewritten whole; an index word two new flows wrote at once keeps one of
- * their tags, and the other flow's way may then be taken early by a later
- * new flow of that bucket (an early eviction).
+ * matches neither flow and counts as a miss, and the packet's flow is
+ * chosen again and rewritten whole; an index word two new flows wrote at
+ * once keeps one of their tags, and the other flow's way may then be taken
+ * early by a later new flow of that bucket (an early eviction).
  */
 #ifndef SL_BPF_FLOWTABLE_H
 #define SL_BPF_FLOWTABLE_H
