@@ -252,6 +252,7 @@ struct {
 	__uint(max_entries, SL_XDP_VIP_SLOTS);
 	__type(key, __u32);
 	__type(value, struct sl_xdp_vip);
+	__uint(map_flags, BPF_F_MMAPABLE); /* the reconciler reads and writes single slots */
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } sl_xdp_vips SEC(".maps");
 

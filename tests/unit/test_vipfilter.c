@@ -106,18 +106,36 @@ static struct sl_xdp_vip *slot_of(struct sl_xdp_vip *slots, const struct sl_svc_
 	return &slots[sl_xdp_vip_slot(sl_vip_filter_bit(&k->vip, k->port))];
 }
 
-static void test_index_names_each_vip_alone_in_its_slot(void **state)
+/* The index of n services, all kept, into a fresh array (every slot written). */
+static struct sl_xdp_vip *index_of(const struct sl_svc_key *keys, const struct sl_service *svcs,
+				   size_t n)
 {
 	struct sl_xdp_vip *slots = calloc(SL_XDP_VIP_SLOTS, sizeof(*slots));
+	struct sl_vip_pass p = { .keys = keys, .svcs = svcs, .key_stride = sizeof(*keys),
+				 .svc_stride = sizeof(*svcs), .n = n };
+
+	assert_non_null(slots);
+	assert_int_equal(sl_vip_index_write(slots, &p, 1), 0);
+	return slots;
+}
+
+static size_t used_slots(const struct sl_xdp_vip *slots)
+{
+	size_t used = 0;
+
+	for (size_t s = 0; s < SL_XDP_VIP_SLOTS; s++)
+		used += slots[s].svc_id != 0;
+	return used;
+}
+
+static void test_index_names_each_vip_alone_in_its_slot(void **state)
+{
 	struct sl_svc_key keys[2] = { vip_key("10.96.0.10", 80, 6), vip_key("10.96.0.11", 443, 6) };
 	struct sl_service svcs[2] = { { .id = 3, .syn_per_second = 100, .syn_burst = 20 },
 				      { .id = 4 } };
-	size_t shared, used = 0;
+	struct sl_xdp_vip *slots = index_of(keys, svcs, 2);
 
 	(void)state;
-	assert_non_null(slots);
-	assert_int_equal(sl_vip_index_build(slots, keys, svcs, 2, &shared), 0);
-	assert_int_equal(shared, 0);
 	for (int i = 0; i < 2; i++) {
 		struct sl_xdp_vip *v = slot_of(slots, &keys[i]);
 
@@ -127,27 +145,60 @@ static void test_index_names_each_vip_alone_in_its_slot(void **state)
 		assert_int_equal(v->syn_burst, svcs[i].syn_burst);
 		assert_int_equal(v->check, sl_xdp_vip_check(v));
 	}
-	for (size_t s = 0; s < SL_XDP_VIP_SLOTS; s++)
-		used += slots[s].svc_id != 0;
-	assert_int_equal(used, 2);
+	assert_int_equal(used_slots(slots), 2);
 	free(slots);
 }
 
 /* TCP and UDP on one VIP:port hash to one slot: it stays empty, for sl_services to answer. */
 static void test_index_leaves_shared_slots_empty(void **state)
 {
-	struct sl_xdp_vip *slots = calloc(SL_XDP_VIP_SLOTS, sizeof(*slots)), zero = { 0 };
 	struct sl_svc_key keys[4] = { vip_key("10.96.0.53", 53, 17), vip_key("10.96.0.53", 53, 6),
 				      vip_key("10.96.0.10", 80, 6), vip_key("10.96.0.53", 53, 132) };
 	struct sl_service svcs[4] = { { .id = 1 }, { .id = 2 }, { .id = 3 }, { .id = 5 } };
-	size_t shared;
+	struct sl_xdp_vip *slots = index_of(keys, svcs, 4), zero = { 0 };
 
 	(void)state;
-	assert_non_null(slots);
-	assert_int_equal(sl_vip_index_build(slots, keys, svcs, 4, &shared), 0);
-	assert_int_equal(shared, 1); /* one slot, whether two or three share it */
 	assert_memory_equal(slot_of(slots, &keys[0]), &zero, sizeof(zero));
 	assert_int_equal(slot_of(slots, &keys[2])->svc_id, 3);
+	assert_int_equal(used_slots(slots), 1);
+	free(slots);
+}
+
+/*
+ * Before an apply, only services the new document keeps under the same VIP
+ * and name keep their slots; a renamed or removed one's slot is emptied,
+ * and a slot no service has is left as it is (an apply touches only its
+ * services' slots).
+ */
+static void test_index_narrowing_keeps_what_stays(void **state)
+{
+	static const char doc[] =
+		"{\"services\":["
+		"{\"name\":\"a\",\"vip\":\"10.96.0.10\",\"port\":80,\"protocol\":\"tcp\"},"
+		"{\"name\":\"b2\",\"vip\":\"10.96.0.11\",\"port\":443,\"protocol\":\"tcp\"}]}";
+	struct sl_svc_key keys[3] = { vip_key("10.96.0.10", 80, 6), vip_key("10.96.0.11", 443, 6),
+				      vip_key("10.96.0.12", 80, 6) };
+	struct sl_service svcs[3] = { { .id = 1, .name = "a" }, { .id = 2, .name = "b" },
+				      { .id = 3, .name = "c" } };
+	struct sl_xdp_vip *slots = index_of(keys, svcs, 3), stray = { .svc_id = 9 };
+	struct sl_vip_pass p = { .keys = keys, .svcs = svcs, .key_stride = sizeof(keys[0]),
+				 .svc_stride = sizeof(svcs[0]), .n = 3 };
+	struct sl_registry reg;
+	char err[256];
+	size_t stray_slot = 0;
+
+	(void)state;
+	assert_int_equal(sl_registry_parse(doc, sizeof(doc) - 1, &reg, err, sizeof(err)), 0);
+	p.want = &reg;
+	while (slots[stray_slot].svc_id)
+		stray_slot++;
+	slots[stray_slot] = stray;
+	assert_int_equal(sl_vip_index_write(slots, &p, 0), 0);
+	assert_int_equal(slot_of(slots, &keys[0])->svc_id, 1);
+	assert_int_equal(slot_of(slots, &keys[1])->svc_id, 0); /* renamed b -> b2 */
+	assert_int_equal(slot_of(slots, &keys[2])->svc_id, 0); /* removed */
+	assert_int_equal(slots[stray_slot].svc_id, 9);
+	sl_registry_free(&reg);
 	free(slots);
 }
 
@@ -182,6 +233,7 @@ int main(void)
 		cmocka_unit_test(test_few_false_positives),
 		cmocka_unit_test(test_index_names_each_vip_alone_in_its_slot),
 		cmocka_unit_test(test_index_leaves_shared_slots_empty),
+		cmocka_unit_test(test_index_narrowing_keeps_what_stays),
 		cmocka_unit_test(test_index_check_catches_a_torn_entry),
 	};
 

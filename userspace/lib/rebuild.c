@@ -99,7 +99,7 @@ int sl_refill_vip_index(const char *pin_root)
 {
 	int svc_fd = sl_pin_open(pin_root, "sl_services");
 	int idx_fd = svc_fd < 0 ? svc_fd : sl_pin_open(pin_root, "sl_xdp_vips");
-	int err = idx_fd < 0 ? idx_fd : sl_vip_index_set(svc_fd, idx_fd, 1);
+	int err = idx_fd < 0 ? idx_fd : sl_vip_index_set(svc_fd, idx_fd);
 
 	if (err)
 		log_err("cannot rewrite sl_xdp_vips from sl_services: %s", strerror(-err));

@@ -927,6 +927,47 @@ static void mark_used(struct reconciler *r, const struct sl_state *cur)
 		pool_mark(&r->be_ids, cur->orphans[i].id);
 }
 
+/*
+ * sl_xdp_vips after an apply's writes: every wanted service under its key,
+ * with the id it had (a service keeps its id by name) or the one the plan
+ * gave it, without reading sl_services back.
+ */
+static int index_after(struct reconciler *r, struct sl_xdp_vip *index, const struct sl_state *cur,
+		       const struct sl_registry *want)
+{
+	struct sl_svc_key *keys = want->count ? calloc(want->count, sizeof(*keys)) : NULL;
+	struct sl_service *svcs = want->count ? calloc(want->count, sizeof(*svcs)) : NULL;
+	const struct sl_batch *put = &r->plan.svc_put;
+	struct sl_vip_pass p = { .keys = keys, .svcs = svcs, .key_stride = sizeof(*keys),
+				 .svc_stride = sizeof(*svcs) };
+	int err = -ENOMEM;
+
+	if (want->count && (!keys || !svcs))
+		goto out;
+	for (size_t i = 0; i < want->count; i++) {
+		const struct sl_state_service *c = sl_state_find(cur, want->services[i].settings.name);
+
+		if (!c)
+			continue;
+		keys[p.n] = want->services[i].key;
+		svcs[p.n] = want->services[i].settings;
+		svcs[p.n++].id = c->v.id;
+	}
+	for (size_t i = 0; i < put->count && p.n < want->count; i++) {
+		const struct sl_service *v = (const void *)(put->values + i * put->value_size);
+
+		if (sl_state_find(cur, v->name))
+			continue; /* kept its id: above */
+		memcpy(&keys[p.n], put->keys + i * put->key_size, sizeof(keys[p.n]));
+		svcs[p.n++] = *v;
+	}
+	err = sl_vip_index_write(index, &p, 0);
+out:
+	free(keys);
+	free(svcs);
+	return err;
+}
+
 int sl_reconcile(const struct sl_maps *m, const struct sl_registry *want, int dry_run,
 		 struct sl_apply_result *res, char *err, size_t errlen)
 {
@@ -935,6 +976,7 @@ int sl_reconcile(const struct sl_maps *m, const struct sl_registry *want, int dr
 
 	plan_init(&r.plan);
 	const struct sl_reg_service **sorted = NULL;
+	struct sl_xdp_vip *index = NULL; /* sl_xdp_vips, mapped for both its writes */
 	struct sl_generation g = { 0 };
 	struct sl_state cur;
 	int ret;
@@ -1007,7 +1049,11 @@ int sl_reconcile(const struct sl_maps *m, const struct sl_registry *want, int dr
 		ret = sl_vip_filter_widen(m, want);
 		if (ret)
 			snprintf(err, errlen, "cannot write sl_vip_filter: %s", strerror(-ret));
-		if (!ret && (ret = sl_vip_index_narrow(m->xdp_vips, &cur, want)))
+		if (!ret && !(index = sl_vip_index_map(m->xdp_vips)))
+			ret = -errno;
+		if (!ret)
+			ret = sl_vip_index_narrow(index, &cur, want);
+		if (ret && !err[0])
 			snprintf(err, errlen, "cannot write sl_xdp_vips: %s", strerror(-ret));
 		if (!ret)
 			ret = flush_plan(&r);
@@ -1015,7 +1061,7 @@ int sl_reconcile(const struct sl_maps *m, const struct sl_registry *want, int dr
 			ret = write_generation(&r, want);
 		if (!ret && (ret = sl_vip_filter_set(m, want)))
 			snprintf(err, errlen, "cannot write sl_vip_filter: %s", strerror(-ret));
-		if (!ret && (ret = sl_vip_index_set(m->services, m->xdp_vips, 0)))
+		if (!ret && (ret = index_after(&r, index, &cur, want)))
 			snprintf(err, errlen, "cannot write sl_xdp_vips: %s", strerror(-ret));
 	}
 out:
@@ -1026,6 +1072,7 @@ out:
 	free(r.svc_ids.used);
 	free(r.be_ids.used);
 	free(sorted);
+	sl_vip_index_unmap(index);
 	sl_state_free(&cur);
 	return ret;
 }

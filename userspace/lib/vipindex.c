@@ -2,39 +2,15 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <bpf/bpf.h>
 
 #include "batch.h"
-#include "bigmem.h"
 #include "vipindex.h"
 
 static __u32 slot_of(const struct sl_svc_key *key)
 {
 	return sl_xdp_vip_slot(sl_vip_filter_bit(&key->vip, key->port));
-}
-
-int sl_vip_index_build(struct sl_xdp_vip *slots, const struct sl_svc_key *keys,
-		       const struct sl_service *svcs, size_t n, size_t *shared)
-{
-	unsigned char *vips = calloc(SL_XDP_VIP_SLOTS, 1); /* VIP:ports per slot, up to 2 */
-
-	if (!vips)
-		return -ENOMEM;
-	*shared = 0;
-	for (size_t i = 0; i < n; i++) {
-		unsigned char *c = &vips[slot_of(&keys[i])];
-
-		*shared += *c == 1;
-		*c += *c < 2;
-	}
-	for (size_t i = 0; i < n; i++) {
-		__u32 s = slot_of(&keys[i]);
-
-		if (vips[s] == 1)
-			slots[s] = sl_xdp_vip_of(&keys[i], &svcs[i]);
-	}
-	free(vips);
-	return 0;
 }
 
 /* want's service at key with the same name, or NULL. */
@@ -49,129 +25,118 @@ static const struct sl_reg_service *wanted_as(const struct sl_reg_service **want
 	return w;
 }
 
-/* Adds slot's desired entry to changes when the index holds another there. */
-static int compare_slot(struct sl_batch *changes, __u32 slot, const void *was,
-			const struct sl_xdp_vip *want)
+static const struct sl_svc_key *pass_key(const struct sl_vip_pass *p, size_t i)
 {
-	return memcmp(was, want, sizeof(*want)) ? sl_batch_add(changes, &slot, want) : 0;
+	return (const void *)((const char *)p->keys + i * p->key_stride);
 }
 
-/*
- * Below this many services an apply reads their slots one by one; above, the
- * whole index in batches costs less than a syscall per slot.
- */
-#define READ_SLOTS_MAX 2048
-
-/*
- * Writes the index of n services (all, or with want those want keeps under
- * the same VIP and name), changing only the slots that differ. Every slot
- * the index may hold an entry in is one of these services' (the index only
- * ever names services sl_services holds), so only those need reading; a
- * load, which may find an index it did not write, reads all (every_slot).
- */
-static int write_index(int index_fd, const struct sl_svc_key *keys, const struct sl_service *svcs,
-		       size_t n, const struct sl_registry *want, int every_slot)
+static const struct sl_service *pass_svc(const struct sl_vip_pass *p, size_t i)
 {
-	size_t bytes = SL_XDP_VIP_SLOTS * sizeof(struct sl_xdp_vip), kept = 0, shared;
+	return (const void *)((const char *)p->svcs + i * p->svc_stride);
+}
+
+/* A slot written only when it differs: a slot left alone is never read torn. */
+static void put_slot(struct sl_xdp_vip *index, __u32 slot, const struct sl_xdp_vip *v)
+{
+	if (memcmp(&index[slot], v, sizeof(*v)))
+		memcpy(&index[slot], v, sizeof(*v));
+}
+
+int sl_vip_index_write(struct sl_xdp_vip *index, const struct sl_vip_pass *p, int every_slot)
+{
+	unsigned char *kept = calloc(SL_XDP_VIP_SLOTS, 1), *seen = calloc(SL_XDP_VIP_SLOTS, 1);
 	const struct sl_reg_service **want_at = NULL;
-	struct sl_svc_key *kkeys = NULL;
-	struct sl_service *ksvcs = NULL;
-	unsigned char *read = NULL;
-	struct sl_batch now, changes;
-	struct sl_xdp_vip *slots;
+	unsigned char *keep = p->n ? calloc(p->n, 1) : NULL;
+	const struct sl_xdp_vip empty = { 0 };
 	int err = 0;
 
-	sl_batch_init(&now, sizeof(__u32), sizeof(struct sl_xdp_vip));
-	sl_batch_init(&changes, sizeof(__u32), sizeof(struct sl_xdp_vip));
-	slots = sl_big_realloc(NULL, 0, bytes);
-	if (!slots)
-		return -ENOMEM;
-	memset(slots, 0, bytes);
-	if (n) {
-		kkeys = calloc(n, sizeof(*kkeys));
-		ksvcs = calloc(n, sizeof(*ksvcs));
-		read = calloc(SL_XDP_VIP_SLOTS, 1);
-		if (!kkeys || !ksvcs || !read)
-			err = -ENOMEM;
-	}
-	if (!err && want) {
+	if (!kept || !seen || (p->n && !keep))
+		err = -ENOMEM;
+	if (!err && p->want) {
 		want_at = calloc(SL_XDP_VIP_SLOTS, sizeof(*want_at));
 		if (!want_at)
 			err = -ENOMEM;
-		for (size_t i = 0; !err && i < want->count; i++)
-			want_at[slot_of(&want->services[i].key)] = &want->services[i];
+		for (size_t i = 0; !err && i < p->want->count; i++)
+			want_at[slot_of(&p->want->services[i].key)] = &p->want->services[i];
 	}
-	for (size_t i = 0; !err && i < n; i++) {
-		if (want && !wanted_as(want_at, &keys[i], svcs[i].name))
-			continue;
-		kkeys[kept] = keys[i];
-		ksvcs[kept++] = svcs[i];
-	}
-	if (!err)
-		err = sl_vip_index_build(slots, kkeys, ksvcs, kept, &shared);
-	every_slot |= n > READ_SLOTS_MAX;
-	if (!err && every_slot) {
-		err = sl_batch_dump(index_fd, &now);
-		for (size_t i = 0; !err && i < now.count; i++) {
-			__u32 slot = *(const __u32 *)(now.keys + i * now.key_size);
+	for (size_t i = 0; !err && i < p->n; i++) {
+		__u32 s = slot_of(pass_key(p, i));
 
-			if (slot < SL_XDP_VIP_SLOTS)
-				err = compare_slot(&changes, slot, now.values + i * now.value_size,
-						   &slots[slot]);
-		}
+		keep[i] = !p->want || wanted_as(want_at, pass_key(p, i), pass_svc(p, i)->name);
+		kept[s] += keep[i] && kept[s] < 2;
+		seen[s] = 1;
 	}
-	for (size_t i = 0; !err && !every_slot && i < n; i++) {
-		__u32 slot = slot_of(&keys[i]);
-		struct sl_xdp_vip was;
+	for (size_t i = 0; !err && i < p->n; i++) {
+		__u32 s = slot_of(pass_key(p, i));
+		struct sl_xdp_vip v;
 
-		if (read[slot]++)
-			continue;
-		if (bpf_map_lookup_elem(index_fd, &slot, &was))
-			err = -errno;
-		else
-			err = compare_slot(&changes, slot, &was, &slots[slot]);
+		if (kept[s] == 1 && !keep[i])
+			continue; /* another service's slot: written on its turn */
+		v = kept[s] == 1 ? sl_xdp_vip_of(pass_key(p, i), pass_svc(p, i)) : empty;
+		put_slot(index, s, &v);
 	}
-	if (!err && changes.count)
-		err = sl_batch_update(index_fd, &changes, 0);
+	for (__u32 s = 0; !err && every_slot && s < SL_XDP_VIP_SLOTS; s++)
+		if (!seen[s])
+			put_slot(index, s, &empty);
 	free(want_at);
-	free(kkeys);
-	free(ksvcs);
-	free(read);
-	sl_big_free(slots, bytes);
-	sl_batch_free(&now);
-	sl_batch_free(&changes);
+	free(keep);
+	free(kept);
+	free(seen);
 	return err;
 }
 
-int sl_vip_index_narrow(int index_fd, const struct sl_state *cur, const struct sl_registry *want)
+struct sl_xdp_vip *sl_vip_index_map(int index_fd)
 {
-	struct sl_svc_key *keys = cur->count ? calloc(cur->count, sizeof(*keys)) : NULL;
-	struct sl_service *svcs = cur->count ? calloc(cur->count, sizeof(*svcs)) : NULL;
-	int err = -ENOMEM;
+	void *p = mmap(NULL, SL_XDP_VIP_SLOTS * sizeof(struct sl_xdp_vip), PROT_READ | PROT_WRITE,
+		       MAP_SHARED, index_fd, 0);
 
-	if (!cur->count || (keys && svcs)) {
-		for (size_t i = 0; i < cur->count; i++) {
-			keys[i] = cur->services[i].key;
-			svcs[i] = cur->services[i].v;
-		}
-		err = write_index(index_fd, keys, svcs, cur->count, want, 0);
+	return p == MAP_FAILED ? NULL : p;
+}
+
+void sl_vip_index_unmap(struct sl_xdp_vip *index)
+{
+	if (index)
+		munmap(index, SL_XDP_VIP_SLOTS * sizeof(struct sl_xdp_vip));
+}
+
+int sl_vip_index_narrow(struct sl_xdp_vip *index, const struct sl_state *cur,
+			const struct sl_registry *want)
+{
+	struct sl_vip_pass p = {
+		.n = cur->count,
+		.want = want,
+		.key_stride = sizeof(cur->services[0]),
+		.svc_stride = sizeof(cur->services[0]),
+	};
+
+	if (cur->count) {
+		p.keys = &cur->services[0].key;
+		p.svcs = &cur->services[0].v;
 	}
-	free(keys);
-	free(svcs);
-	return err;
+	return sl_vip_index_write(index, &p, 0);
 }
 
-int sl_vip_index_set(int svc_fd, int index_fd, int every_slot)
+int sl_vip_index_set(int svc_fd, int index_fd)
 {
+	struct sl_xdp_vip *index = sl_vip_index_map(index_fd);
 	struct sl_batch services;
+	struct sl_vip_pass p = {
+		.key_stride = sizeof(struct sl_svc_key),
+		.svc_stride = sizeof(struct sl_service),
+	};
 	int err;
 
+	if (!index)
+		return -errno;
 	sl_batch_init(&services, sizeof(struct sl_svc_key), sizeof(struct sl_service));
 	err = sl_batch_dump(svc_fd, &services);
-	if (!err)
-		err = write_index(index_fd, (const struct sl_svc_key *)services.keys,
-				  (const struct sl_service *)services.values, services.count, NULL,
-				  every_slot);
+	if (!err) {
+		p.keys = (const void *)services.keys;
+		p.svcs = (const void *)services.values;
+		p.n = services.count;
+		err = sl_vip_index_write(index, &p, 1);
+	}
 	sl_batch_free(&services);
+	sl_vip_index_unmap(index);
 	return err;
 }
