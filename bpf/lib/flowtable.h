@@ -18,7 +18,7 @@
 
 /* The table's buckets: set by the loader to the size of the pinned map. */
 const volatile __u32 flow_buckets = SL_XDP_FLOWS_DEFAULT / SL_FLOW_WAYS;
-/* The table's fingerprint seed: set by the loader from sl_xdp_flow_seed. */
+/* The table's fingerprint seed: set by the loader from sl_xdp_fp_seed. */
 const volatile __u64 flow_seed;
 
 #define READ_ONCE_U32(x) (*(const volatile __u32 *)&(x))

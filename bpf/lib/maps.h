@@ -292,7 +292,7 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} sl_xdp_flow_seed SEC(".maps");
+} sl_xdp_fp_seed SEC(".maps");
 
 /* This CPU's entry of id in one of sl_xdp's per-CPU maps; NULL for an id past the stride. */
 static __always_inline void *xdp_cpu_lookup(void *map, __u32 id, __u32 stride)

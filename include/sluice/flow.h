@@ -14,7 +14,7 @@
  * flow writes a random line of it, and the store waits for a page walk
  * whose page-table entries are more often cached in a smaller table: about
  * 35 ns less per new flow here (paired runs). The fingerprint is a seeded hash of the
- * whole 5-tuple (sl_flow_fp; the seed is the table's, sl_xdp_flow_seed), so
+ * whole 5-tuple (sl_flow_fp; the seed is the table's, sl_xdp_fp_seed), so
  * two flows share one by chance once in 2^64 lookups, and nobody without
  * the seed can make one share another's.
  *

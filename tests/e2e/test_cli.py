@@ -277,7 +277,7 @@ def test_load_rebuilds_what_derives_from_the_records(sluice, topo):
                         "array", "key", "4", "value", str(size), "entries", "1", "name", name],
                        check=True, capture_output=True, timeout=10)
 
-    seed_pin = os.path.join(sluice.pin_root, "sl_xdp_flow_seed")
+    seed_pin = os.path.join(sluice.pin_root, "sl_xdp_fp_seed")
     seed = E.bpftool_json("map", "lookup", "pinned", seed_pin, "key", "0", "0", "0", "0")["value"]
     assert any(int(x, 16) for x in seed), seed
     flows = os.path.join(sluice.pin_root, "sl_xdp_flows")

@@ -489,14 +489,14 @@ def _flow_fp(words, seed):
 def flow_ways(lb, src, dst, sport, dport, proto=6):
     """The ways of sl_xdp_flows that hold the IPv4 flow, from bpftool's view of its bucket
     (sl_flow_hash, sl_flow_bucket_of, sl_flow_fp and sl_flow_holds of include/sluice/flow.h,
-    redone here with the table's seed from sl_xdp_flow_seed)."""
+    redone here with the table's seed from sl_xdp_fp_seed)."""
     s = int.from_bytes(socket.inet_aton(src), "little")
     d = int.from_bytes(socket.inet_aton(dst), "little")
     ports = (_be16(sport) << 32) | (_be16(dport) << 16) | proto
     h = _mix64(((s << 32) | d) ^ _mix64(ports))
     root = lb.sluice.pin_root
     seed = int.from_bytes(bytes(int(b, 16) for b in E.bpftool_json(
-        "map", "lookup", "pinned", os.path.join(root, "sl_xdp_flow_seed"),
+        "map", "lookup", "pinned", os.path.join(root, "sl_xdp_fp_seed"),
         "key", "0", "0", "0", "0")["value"]), "little")
     # The key's words: src, dst (an IPv4 address in the first of four words), then
     # sport, dport, proto and family (4) packed into the fifth.

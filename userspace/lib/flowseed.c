@@ -11,7 +11,7 @@
 #include "log.h"
 #include "maps.h"
 
-#define SEED_MAP "sl_xdp_flow_seed"
+#define SEED_MAP "sl_xdp_fp_seed"
 
 int sl_flow_seed_read(const char *pin_root, __u64 *seed)
 {

@@ -2,7 +2,7 @@
 /*
  * The seed of the XDP flow table's fingerprints (sluice/flow.h, sl_flow_fp):
  * drawn at random when a load creates the table, kept with it in
- * sl_xdp_flow_seed, and given to every XDP program loaded later as a
+ * sl_xdp_fp_seed, and given to every XDP program loaded later as a
  * constant, so that ways written by one program match for the next.
  */
 #ifndef SL_FLOWSEED_H

@@ -393,9 +393,9 @@ static int size_tables(struct bpf_object *obj, const struct sl_load_opts *o)
 	}
 	err = sl_flow_seed_read(o->pin_root, &seed);
 	if (err == -ENOENT)
-		log_err("%s/sl_xdp_flow_seed is missing: 'sluicectl load' first", o->pin_root);
+		log_err("%s/sl_xdp_fp_seed is missing: 'sluicectl load' first", o->pin_root);
 	else if (err)
-		log_err("cannot read %s/sl_xdp_flow_seed: %s", o->pin_root, strerror(-err));
+		log_err("cannot read %s/sl_xdp_fp_seed: %s", o->pin_root, strerror(-err));
 	if (!err && (err = set_rodata(obj, "flow_seed", &seed, sizeof(seed))))
 		log_err("cannot set flow_seed in the xdp object: %s", strerror(-err));
 	return err;

@@ -19,7 +19,7 @@ const char *const sl_map_names[] = {
 	"sl_breakers", "sl_live",      "sl_svc_state", "sl_sock",
 	"sl_affinity", "sl_rl_svc",    "sl_rl_client", "sl_xdp_cfg",
 	"sl_xdp_src",  "sl_xdp_syn",   "sl_xdp_stats", "sl_xdp_backend",
-	"sl_xdp_flows", "sl_xdp_flow_idx", "sl_xdp_flow_seed", "sl_vip_filter", "sl_xdp_vips",
+	"sl_xdp_flows", "sl_xdp_flow_idx", "sl_xdp_fp_seed", "sl_vip_filter", "sl_xdp_vips",
 };
 const size_t sl_map_count = sizeof(sl_map_names) / sizeof(sl_map_names[0]);
 _Static_assert(sizeof(sl_map_names) / sizeof(sl_map_names[0]) == sizeof(struct sl_maps) / sizeof(int),
