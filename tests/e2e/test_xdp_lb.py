@@ -749,7 +749,15 @@ def test_long_lived_connections_survive_backend_changes(lb):
             ways = flow_ways(lb, CLIENT4, VIP4, port, PORT)
             ids = {b["address"]: b["id"] for b in lb.sluice.backends("web4")}
             assert [w["backend_id"] for w in ways] == [ids[t.backend(a).v4]], (port, a, ways)
+            # sluicectl flow finds the same way from the 5-tuple, and names the backend.
+            f = lb.sluice.ctl_json("flow", f"{CLIENT4}:{port}", f"{VIP4}:{PORT}", "tcp")
+            assert f["backend_id"] == ids[t.backend(a).v4] and f["service"] == "web4", (port, f)
+            assert f["backend"].rsplit(":", 1)[0] == t.backend(a).v4, (port, f)
         print(f"removed {gone}; kept {len(kept)} connections; now elsewhere: {moved}")
+        f = lb.sluice.ctl_json("flow", f"{CLIENT4}:9", f"{VIP4}:{PORT}")  # never connected
+        assert f["way"] is None and f["backend"] is None and f["protocol"] == "tcp", f
+        bad = lb.sluice.ctl("flow", f"{CLIENT4}:9", f"[fd00::1]:{PORT}")
+        assert bad.returncode == 1 and "different address families" in bad.stderr, bad.stderr
         assert moved, "no connection's 5-tuple maps elsewhere after the change: the test " \
                       "proved nothing about the flow table (choose other source ports)"
     finally:

@@ -39,7 +39,7 @@ struct sl_maps {
 	int xdp_backend;
 	int xdp_flows;
 	int xdp_flow_idx;
-	int xdp_flow_seed;
+	int xdp_fp_seed;
 	int vip_filter;
 	int xdp_vips;
 };

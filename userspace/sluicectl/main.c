@@ -22,6 +22,7 @@ static const struct cmd {
 	{ "backends", do_backends, 0 },
 	{ "breakers", do_breakers, 0 },
 	{ "stats", do_stats, 0 },
+	{ "flow", do_flow, 0 },
 	{ "attach-xdp", do_attach_xdp, 0 },
 	{ "detach-xdp", do_detach_xdp, 0 },
 	{ "registry", do_registry, 0 },
@@ -46,6 +47,8 @@ void usage_to(FILE *out)
 		"                                     close one breaker by hand\n"
 		"  sluicectl stats [SERVICE]          per service: accepted, refused by reason, tokens,\n"
 		"                                     XDP packets and drops\n"
+		"  sluicectl flow CLIENT:PORT VIP:PORT [tcp|udp]\n"
+		"                                     the backend XDP's flow table holds for a flow\n"
 		"  sluicectl attach-xdp IFACE [--mode native|generic] [--no-forward]\n"
 		"                                     balance VIP traffic arriving on IFACE by direct\n"
 		"                                     server return and rate-limit it at XDP (native by\n"

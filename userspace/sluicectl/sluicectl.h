@@ -47,6 +47,7 @@ int do_services(struct ctl *c);
 int do_backends(struct ctl *c);
 int do_breakers(struct ctl *c);
 int do_stats(struct ctl *c);
+int do_flow(struct ctl *c);
 int do_attach_xdp(struct ctl *c);
 int do_detach_xdp(struct ctl *c);
 int do_registry(struct ctl *c);
