@@ -523,7 +523,7 @@ int sl_load(const struct sl_load_opts *o)
 			goto out;
 	}
 	if ((fill_health && (err = sl_fill_be_health(o->pin_root))) ||
-	    (err = sl_refill_vip_filter(o->pin_root)) || (err = sl_refill_vip_index(o->pin_root)) ||
+	    (err = sl_refill_vip_maps(o->pin_root)) ||
 	    (err = refresh_xdp_links(o, &xdp_links)) ||
 	    (err = unpin_retired(o->pin_root, &unpinned)))
 		goto out;

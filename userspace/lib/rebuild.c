@@ -51,17 +51,30 @@ int sl_fill_be_health(const char *pin_root)
 	return err;
 }
 
-/*
- * sl_vip_filter is derived from sl_services' keys, and a filter pinned by a
- * version that laid its bits out otherwise has the same size, so its pin is
- * reused: each load rewrites it from the services in force, so the new
- * program never takes a VIP in force for none. An apply running meanwhile
- * rewrites it again when it ends.
- */
-int sl_refill_vip_filter(const char *pin_root)
+/* Sets the bit of every dumped service's VIP:port in f. */
+static void mark_services(struct sl_vip_filter *f, const struct sl_batch *services)
 {
-	int svc_fd = sl_pin_open(pin_root, "sl_services"), f_fd = -1, err = 0;
+	for (size_t i = 0; i < services->count; i++) {
+		struct sl_svc_key key;
+
+		memcpy(&key, services->keys + i * services->key_size, sizeof(key));
+		sl_vip_filter_mark(f, &key.vip, key.port);
+	}
+}
+
+/*
+ * sl_vip_filter and sl_xdp_vips are derived from sl_services, from one dump
+ * of it. A filter pinned by a version that laid its bits out otherwise has
+ * the same size, so its pin is reused, and sl_xdp_vips may be new: each
+ * load rewrites both from the services in force, so the new program never
+ * takes a VIP in force for none. An apply running meanwhile rewrites them
+ * again when it ends.
+ */
+int sl_refill_vip_maps(const char *pin_root)
+{
+	int svc_fd = sl_pin_open(pin_root, "sl_services"), f_fd = -1, idx_fd = -1, err = 0;
 	struct sl_vip_filter *f = calloc(1, sizeof(*f));
+	const char *what = "sl_vip_filter";
 	struct sl_batch services;
 	__u32 zero = 0;
 
@@ -71,41 +84,27 @@ int sl_refill_vip_filter(const char *pin_root)
 	else if (svc_fd < 0)
 		err = svc_fd;
 	else if (!(err = sl_batch_dump(svc_fd, &services))) {
-		for (size_t i = 0; i < services.count; i++) {
-			struct sl_svc_key key;
-
-			memcpy(&key, services.keys + i * services.key_size, sizeof(key));
-			sl_vip_filter_mark(f, &key.vip, key.port);
-		}
+		mark_services(f, &services);
 		f_fd = sl_pin_open(pin_root, "sl_vip_filter");
 		if (f_fd < 0)
 			err = f_fd;
 		else if (bpf_map_update_elem(f_fd, &zero, f, BPF_ANY))
 			err = -errno;
 	}
+	if (!err) {
+		what = "sl_xdp_vips";
+		idx_fd = sl_pin_open(pin_root, "sl_xdp_vips");
+		err = idx_fd < 0 ? idx_fd : sl_vip_index_set(idx_fd, &services);
+	}
 	if (err)
-		log_err("cannot rewrite sl_vip_filter from sl_services: %s", strerror(-err));
+		log_err("cannot rewrite %s from sl_services: %s", what, strerror(-err));
+	if (idx_fd >= 0)
+		close(idx_fd);
 	if (f_fd >= 0)
 		close(f_fd);
 	if (svc_fd >= 0)
 		close(svc_fd);
 	sl_batch_free(&services);
 	free(f);
-	return err;
-}
-
-/* sl_xdp_vips is derived from sl_services: a new one (or one a load finds stale) is rewritten. */
-int sl_refill_vip_index(const char *pin_root)
-{
-	int svc_fd = sl_pin_open(pin_root, "sl_services");
-	int idx_fd = svc_fd < 0 ? svc_fd : sl_pin_open(pin_root, "sl_xdp_vips");
-	int err = idx_fd < 0 ? idx_fd : sl_vip_index_set(svc_fd, idx_fd);
-
-	if (err)
-		log_err("cannot rewrite sl_xdp_vips from sl_services: %s", strerror(-err));
-	if (idx_fd >= 0)
-		close(idx_fd);
-	if (svc_fd >= 0)
-		close(svc_fd);
 	return err;
 }

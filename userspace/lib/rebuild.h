@@ -9,9 +9,7 @@
 
 /* Fills sl_be_health from sl_backends (sluice/backend.h); 0 when nothing is pinned yet. */
 int sl_fill_be_health(const char *pin_root);
-/* Rewrites sl_vip_filter from sl_services' keys (sluice/xdp.h). */
-int sl_refill_vip_filter(const char *pin_root);
-/* Rewrites sl_xdp_vips from sl_services (sluice/xdp.h, struct sl_xdp_vip). */
-int sl_refill_vip_index(const char *pin_root);
+/* Rewrites sl_vip_filter and sl_xdp_vips from one dump of sl_services (sluice/xdp.h). */
+int sl_refill_vip_maps(const char *pin_root);
 
 #endif

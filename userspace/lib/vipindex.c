@@ -116,27 +116,21 @@ int sl_vip_index_narrow(struct sl_xdp_vip *index, const struct sl_state *cur,
 	return sl_vip_index_write(index, &p, 0);
 }
 
-int sl_vip_index_set(int svc_fd, int index_fd)
+int sl_vip_index_set(int index_fd, const struct sl_batch *services)
 {
 	struct sl_xdp_vip *index = sl_vip_index_map(index_fd);
-	struct sl_batch services;
 	struct sl_vip_pass p = {
-		.key_stride = sizeof(struct sl_svc_key),
-		.svc_stride = sizeof(struct sl_service),
+		.keys = (const void *)services->keys,
+		.svcs = (const void *)services->values,
+		.key_stride = services->key_size,
+		.svc_stride = services->value_size,
+		.n = services->count,
 	};
 	int err;
 
 	if (!index)
 		return -errno;
-	sl_batch_init(&services, sizeof(struct sl_svc_key), sizeof(struct sl_service));
-	err = sl_batch_dump(svc_fd, &services);
-	if (!err) {
-		p.keys = (const void *)services.keys;
-		p.svcs = (const void *)services.values;
-		p.n = services.count;
-		err = sl_vip_index_write(index, &p, 1);
-	}
-	sl_batch_free(&services);
+	err = sl_vip_index_write(index, &p, 1);
 	sl_vip_index_unmap(index);
 	return err;
 }

@@ -16,6 +16,7 @@
 
 #include <stddef.h>
 
+#include "batch.h"
 #include "registry.h"
 #include "state.h"
 #include "sluice/xdp.h"
@@ -49,7 +50,7 @@ void sl_vip_index_unmap(struct sl_xdp_vip *index);
 /* Before an apply: drops the slots of services want removes, moves or renames. */
 int sl_vip_index_narrow(struct sl_xdp_vip *index, const struct sl_state *cur,
 			const struct sl_registry *want);
-/* At load: the index of what sl_services holds, every slot. -errno. */
-int sl_vip_index_set(int svc_fd, int index_fd);
+/* At load: every slot, from services (sl_services dumped: keys and records). -errno. */
+int sl_vip_index_set(int index_fd, const struct sl_batch *services);
 
 #endif
